@@ -1,0 +1,22 @@
+"""User-facing errors: one readable line, turned into a non-zero exit by the CLI."""
+
+
+class GraphImputeError(Exception):
+    """A problem the user can fix (bad input, impossible option, not enough memory)."""
+
+
+class InputError(GraphImputeError):
+    """The input file is missing, unreadable or not a count matrix."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class DeviceError(GraphImputeError):
+    """The requested device does not exist here."""
+
+
+class ResourceError(GraphImputeError):
+    """A run would not fit in memory, or a graph would be too large to build."""

@@ -1,0 +1,219 @@
+"""Cell and gene graphs, sparse, with their parameters recorded (scanpy's ``neighbors`` habit).
+
+Every graph is a binary CSR matrix: cell graphs in ``adata.obsp[key]``, gene graphs in
+``adata.varp[key]``, parameters in ``adata.uns['graphimpute']['graph'][key]``. Normalisation (GCN's
+D^-1/2 (A+I) D^-1/2) is left to the model that uses the graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+from graphimpute import _keys
+from graphimpute.errors import ResourceError
+
+log = logging.getLogger(__name__)
+
+# Largest n for which scVGAE's percentile graph is built (n x n kernel values are streamed in
+# blocks, but ~15% of all pairs become edges: 5,000 cells already give 3.75 million edges).
+PERCENTILE_MAX_CELLS = 5000
+# GraphSCI's gene graph is computed as a dense genes x genes correlation.
+PEARSON_MAX_GENES = 5000
+
+
+def pca(adata: AnnData, *, n_comps: int = 50, layer: str = _keys.LOGNORM, seed: int = 0) -> None:
+    """PCA of the scaled log-normalised matrix (the scanpy tutorial's recipe).
+
+    Writes ``adata.obsm['X_pca']`` (cells x n_comps float32) and ``adata.uns['graphimpute']['graph']['pca']``.
+    """
+    import scanpy as sc
+
+    n_comps = int(min(n_comps, adata.n_obs - 1, adata.n_vars - 1))
+    tmp = AnnData(X=adata.layers[layer].copy() if layer else adata.X.copy())
+    sc.pp.scale(tmp, max_value=10, zero_center=True)
+    sc.pp.pca(tmp, n_comps=n_comps, random_state=seed, svd_solver="arpack")
+    adata.obsm[_keys.PCA] = tmp.obsm["X_pca"].astype(np.float32)
+    _record(adata, "pca", {"kind": "pca", "n_comps": n_comps, "layer": layer, "scaled": True, "seed": seed})
+
+
+def knn_graph(
+    adata: AnnData,
+    *,
+    n_neighbors: int = 15,
+    n_pcs: int = 50,
+    use_rep: str = _keys.PCA,
+    symmetrise: bool = True,
+    self_loops: bool = False,
+    key_added: str = "knn",
+    seed: int = 0,
+) -> None:
+    """Exact Euclidean kNN graph of the cells on their first ``n_pcs`` principal components.
+
+    ``symmetrise`` keeps an edge when either cell lists the other (A or Aᵀ); otherwise row i holds
+    cell i's ``n_neighbors`` neighbours. Writes ``adata.obsp[key_added]`` (binary CSR)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if use_rep == _keys.PCA and (use_rep not in adata.obsm or adata.obsm[use_rep].shape[1] < min(n_pcs, adata.n_vars - 1, adata.n_obs - 1)):
+        pca(adata, n_comps=n_pcs, seed=seed)
+    rep = np.asarray(adata.obsm[use_rep])[:, :n_pcs]
+    k = min(n_neighbors, adata.n_obs - 1)
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(rep)
+    _, idx = nn.kneighbors(rep)
+    rows = np.repeat(np.arange(adata.n_obs), k + 1)
+    graph = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, idx.ravel())), shape=(adata.n_obs,) * 2)
+    graph.setdiag(0)  # ties can put a duplicate cell first; self-loops are re-added below if asked
+    graph.eliminate_zeros()
+    graph = _binarise(graph.maximum(graph.T) if symmetrise else graph)
+    if self_loops:
+        graph = _binarise(graph + sp.identity(adata.n_obs, dtype=np.float32, format="csr"))
+    adata.obsp[key_added] = graph
+    _record(adata, key_added, {"kind": "knn", "n_neighbors": k, "n_pcs": rep.shape[1], "use_rep": use_rep,
+                               "symmetrise": symmetrise, "self_loops": self_loops, "n_edges": int(graph.nnz)})
+
+
+def percentile_graph(
+    adata: AnnData,
+    *,
+    percentile: float = 85.0,
+    target_sum: float = 1e4,
+    max_cells: int = PERCENTILE_MAX_CELLS,
+    block_size: int = 1024,
+    key_added: str = "percentile",
+) -> None:
+    """scVGAE's cell graph: edge (i, j) where the linear kernel sᵢⱼ = xᵢ·xⱼ of the sqrt
+    library-normalised expression is above the ``percentile``-th percentile of all n² values.
+
+    The kernel is streamed in row blocks: never an n x n matrix. The threshold is exact: a first pass
+    brackets the percentile from a sample of kernel values, a second counts values below the bracket
+    and keeps those inside it. Above ``max_cells`` it refuses (use a kNN graph instead).
+    Writes ``adata.obsp[key_added]`` (binary CSR, self-pairs excluded)."""
+    n = adata.n_obs
+    if n > max_cells:
+        raise ResourceError(
+            f"the percentile graph is limited to {max_cells} cells ({n} given): about 15% of all cell "
+            "pairs become edges; use a kNN graph, or raise max_cells if memory allows")
+    x = sqrt_normalised(adata.X, target_sum)
+    threshold = _kernel_percentile(x, percentile, block_size)
+    rows, cols = [], []
+    for start, block in _kernel_blocks(x, block_size):
+        r, c = np.nonzero(block > threshold)
+        rows.append(r + start)
+        cols.append(c)
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    keep = rows != cols
+    graph = sp.csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=(n, n))
+    adata.obsp[key_added] = graph
+    _record(adata, key_added, {"kind": "percentile", "percentile": percentile, "threshold": float(threshold),
+                               "target_sum": target_sum, "transform": "sqrt", "n_edges": int(graph.nnz),
+                               "edge_fraction": float(graph.nnz) / (n * n)})
+
+
+def gene_pearson_graph(
+    adata: AnnData,
+    *,
+    threshold: float = 0.3,
+    layer: str = _keys.LOGNORM,
+    max_genes: int = PEARSON_MAX_GENES,
+    key_added: str = "gene_pearson",
+) -> None:
+    """GraphSCI's gene graph: edge (g, h) where |Pearson r| between the genes' ``layer`` values over
+    cells is above ``threshold``; no self-edges. Writes ``adata.varp[key_added]`` (binary CSR)."""
+    g = adata.n_vars
+    if g > max_genes:
+        raise ResourceError(
+            f"the gene Pearson graph is limited to {max_genes} genes ({g} given): its genes x genes "
+            "correlation is dense; lower the gene count with --n-top-genes")
+    values = adata.layers[layer] if layer else adata.X
+    r = pearson_genes(values)
+    np.fill_diagonal(r, 0.0)
+    graph = sp.csr_matrix((np.abs(r) > threshold).astype(np.float32))
+    adata.varp[key_added] = graph
+    _record(adata, key_added, {"kind": "gene_pearson", "threshold": threshold, "layer": layer,
+                               "n_edges": int(graph.nnz)})
+
+
+def pearson_genes(values) -> np.ndarray:
+    """Genes x genes Pearson correlation of a cells x genes matrix; constant genes correlate 0."""
+    x = values.toarray() if sp.issparse(values) else np.asarray(values)
+    x = x.astype(np.float64) - x.mean(axis=0)
+    norm = np.linalg.norm(x, axis=0)
+    norm[norm == 0] = np.inf
+    x /= norm
+    return (x.T @ x).astype(np.float32)
+
+
+def sqrt_normalised(counts, target_sum: float = 1e4) -> np.ndarray:
+    """sqrt(counts / library * target_sum), dense float32: scVGAE's eq. 1."""
+    x = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
+    lib = x.sum(axis=1, keepdims=True)
+    lib[lib == 0] = 1
+    return np.sqrt(x / lib * target_sum).astype(np.float32)
+
+
+def to_edge_index(graph) -> np.ndarray:
+    """(2, n_edges) int64 array of a sparse adjacency: PyG's edge_index."""
+    coo = sp.coo_matrix(graph)
+    return np.vstack([coo.row, coo.col]).astype(np.int64)
+
+
+BUILDERS: dict[str, Callable[..., None]] = {
+    "knn": knn_graph,
+    "percentile": percentile_graph,
+    "gene_pearson": gene_pearson_graph,
+}
+
+
+def build(adata: AnnData, kind: str, key: str, params: dict[str, Any] | None = None, seed: int = 0) -> None:
+    """Build one graph by kind under ``key`` (used by the GRAPH step for each method's GraphSpec)."""
+    params = dict(params or {})
+    if kind == "knn":
+        params.setdefault("seed", seed)
+    BUILDERS[kind](adata, key_added=key, **params)
+
+
+def stored_params(adata: AnnData, key: str) -> dict[str, Any] | None:
+    return adata.uns.get(_keys.UNS, {}).get("graph", {}).get(key)
+
+
+def _kernel_blocks(x: np.ndarray, block_size: int):
+    for start in range(0, x.shape[0], block_size):
+        yield start, x[start:start + block_size] @ x.T
+
+
+def _kernel_percentile(x: np.ndarray, percentile: float, block_size: int, sample: int = 200_000) -> float:
+    """Exact ``percentile`` (numpy's 'linear' rule) of all n² kernel values, in O(n · block) memory."""
+    n = x.shape[0]
+    total = n * n
+    rank = percentile / 100 * (total - 1)  # fractional rank of the wanted value in the sorted values
+    lo_rank, hi_rank = int(np.floor(rank)), int(np.ceil(rank))
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, n, sample), rng.integers(0, n, sample)
+    s = np.einsum("ij,ij->i", x[i], x[j])
+    margin = 0.01 + 4 * np.sqrt(percentile / 100 * (1 - percentile / 100) / sample)
+    lo, hi = np.quantile(s, [max(percentile / 100 - margin, 0), min(percentile / 100 + margin, 1)])
+    while True:
+        below, inside = 0, []
+        for _, block in _kernel_blocks(x, block_size):
+            below += int(np.count_nonzero(block < lo))
+            inside.append(block[(block >= lo) & (block <= hi)])
+        inside = np.sort(np.concatenate(inside))
+        if below <= lo_rank and below + inside.size > hi_rank:
+            a, b = inside[lo_rank - below], inside[hi_rank - below]
+            return float(a + (b - a) * (rank - lo_rank))
+        lo, hi = -np.inf if below > lo_rank else lo, np.inf if below + inside.size <= hi_rank else hi
+
+
+def _binarise(graph) -> sp.csr_matrix:
+    graph = sp.csr_matrix(graph, dtype=np.float32)
+    graph.data[:] = 1.0
+    graph.eliminate_zeros()
+    return graph
+
+
+def _record(adata: AnnData, key: str, params: dict[str, Any]) -> None:
+    adata.uns.setdefault(_keys.UNS, {}).setdefault("graph", {})[key] = params

@@ -1,0 +1,83 @@
+"""The method registry: every imputation method and baseline, by name.
+
+A method is one module in this package that defines ``METHOD = Method(...)``. Registering it means
+adding its module name to ``_MODULES`` below; nothing else in the project changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Mapping
+
+from graphimpute.errors import GraphImputeError
+from graphimpute.methods._base import GraphSpec, ImputeResult, Method, RunContext
+
+__all__ = ["GraphSpec", "ImputeResult", "Method", "RunContext", "available", "get", "resolve_params"]
+
+# Module names under graphimpute.methods, in the order `graphimpute methods` lists them.
+_MODULES: tuple[str, ...] = ("none",)
+
+
+def available() -> dict[str, Method]:
+    """All registered methods, by name (imports every method module)."""
+    return {m.name: m for m in (_load(name) for name in _MODULES)}
+
+
+def get(name: str) -> Method:
+    """The method registered as ``name``; a clear error listing the choices otherwise."""
+    if name not in _MODULES:
+        raise GraphImputeError(f"unknown method {name!r}; registered methods: {', '.join(_MODULES)}")
+    return _load(name)
+
+
+def names() -> tuple[str, ...]:
+    return _MODULES
+
+
+def parse_methods(spec: str) -> list[str]:
+    """'all' or a comma-separated list, checked against the registry, duplicates dropped."""
+    wanted = list(_MODULES) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    if not wanted:
+        raise GraphImputeError("no method given; use a comma-separated list or 'all'")
+    for name in wanted:
+        get(name)
+    return list(dict.fromkeys(wanted))
+
+
+def resolve_params(method: Method, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The method's paper defaults updated with ``overrides``, each cast to its default's type.
+
+    Unknown keys are an error (a typo must not be silently ignored)."""
+    params = dict(method.defaults)
+    for key, value in (overrides or {}).items():
+        if key not in params:
+            known = ", ".join(sorted(params)) or "none"
+            raise GraphImputeError(f"method {method.name!r} has no parameter {key!r}; its parameters: {known}")
+        params[key] = _cast(value, params[key], key)
+    return params
+
+
+def _cast(value: Any, default: Any, key: str) -> Any:
+    if default is None or not isinstance(value, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() in {"true", "1", "yes"}:
+                return True
+            if value.lower() in {"false", "0", "no"}:
+                return False
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, (list, tuple)):
+            return type(default)(type(default[0])(v) for v in value.split(",")) if default else value
+    except ValueError:
+        raise GraphImputeError(f"parameter {key}={value!r}: expected {type(default).__name__}") from None
+    return value
+
+
+def _load(name: str) -> Method:
+    module = importlib.import_module(f"graphimpute.methods.{name}")
+    return module.METHOD

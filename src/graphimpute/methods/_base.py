@@ -1,0 +1,66 @@
+"""What a method is: its registry entry, what it gets to run, and what it gives back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A graph a method needs, built by the GRAPH step and stored under ``key``.
+
+    ``kind`` is one of graphimpute.graphs.BUILDERS ('knn', 'percentile', 'gene_pearson'); cell graphs
+    go to ``adata.obsp[key]``, gene graphs to ``adata.varp[key]``."""
+
+    key: str
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """Settings of one run that are not hyper-parameters of the method."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    progress: bool = True
+    workdir: Path | None = None  # checkpoints go here; None keeps everything in memory
+    checkpoint_every: int | None = None
+    resume: bool = False
+
+
+@dataclass
+class ImputeResult:
+    """``imputed``: dense cells x genes float32 expected counts on the input's count scale.
+
+    ``history``: the training history (train.History.to_dict()), empty for methods that do not train.
+    ``info``: provenance the method wants recorded (graph fallbacks, genes left as observed, ...).
+    ``varp``/``obsm``: extra results saved with the output (e.g. GraphSCI's learned gene graph)."""
+
+    imputed: np.ndarray
+    history: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    varp: dict[str, Any] = field(default_factory=dict)
+    obsm: dict[str, Any] = field(default_factory=dict)
+
+
+ImputeFn = Callable[..., ImputeResult]  # impute(adata, params: dict, ctx: RunContext) -> ImputeResult
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registry entry. ``impute(adata, params, ctx)`` reads raw counts from ``adata.X`` (never
+    modifies ``adata``) and the graphs named in ``graphs``; ``defaults`` are the paper's values."""
+
+    name: str
+    impute: ImputeFn
+    summary: str
+    citation: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    graphs: tuple[GraphSpec, ...] = ()
+    kind: Literal["method", "baseline"] = "method"
+    trains: bool = False  # uses the training engine (and so --device)

@@ -1,0 +1,58 @@
+"""Wall time and peak memory of a block of work (what each result's provenance reports)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now, in MB (peak RSS where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class PeakMemory:
+    """Peak memory inside a ``with`` block: the CUDA allocator's peak on a CUDA device, else the
+    process RSS sampled every ``interval`` seconds (so it includes numpy and scipy, not only torch)."""
+
+    def __init__(self, device=None, interval: float = 0.05):
+        self.cuda = device is not None and str(device).startswith("cuda")
+        self.interval = interval
+        self.peak_mb = 0.0
+        self.wall_s = 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "PeakMemory":
+        self._t0 = time.perf_counter()
+        if self.cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self.peak_mb = rss_mb()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self.wall_s = time.perf_counter() - self._t0
+        if self.cuda:
+            import torch
+
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = max(self.peak_mb, rss_mb())

@@ -1,0 +1,206 @@
+"""One training loop for every neural method (scvi-tools' TrainRunner habit).
+
+A method supplies a module and ``loss(module, batch) -> {"loss": total, **terms}``; this file owns
+the device, seeding, the optimiser and learning-rate decay, early stopping on the validation loss with
+the best weights restored, checkpoints and resume, the progress display and the history. The module
+comes back in ``eval()`` mode, so the method's final forward pass is the inference one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from graphimpute.errors import DeviceError
+from graphimpute.monitor import PeakMemory
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Any], dict[str, Tensor]]
+Batches = Callable[[], Iterable[Any]]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' takes CUDA when present; 'cuda' where there is none is an error, never a fallback."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError("--device cuda was asked for, but no CUDA device is available here "
+                          "(use --device cpu or --device auto)")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise DeviceError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch, and ask torch for deterministic kernels (same seed, same
+    result on CPU; CUDA scatter kernels may still differ in the last bits)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int | None = None  # epochs without improvement of the monitored loss before stopping
+    min_delta: float = 0.0
+    lr_decay_every: int | None = None  # StepLR: multiply lr by lr_decay every this many epochs
+    lr_decay: float = 1.0
+    grad_clip: float | None = None
+    checkpoint_every: int | None = None  # epochs; needs checkpoint_dir
+    checkpoint_dir: Path | None = None
+    resume: bool = False  # continue from checkpoint_dir/checkpoint.pt when it exists
+    progress: bool = True
+    desc: str = "training"
+
+
+@dataclass
+class History:
+    """What training did, saved with every result (``uns['graphimpute']['impute']['history']``)."""
+
+    device: str
+    epochs: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_*, val_*, lr, time_s
+    best_epoch: int | None = None
+    best_loss: float | None = None
+    stopped_early: bool = False
+    resumed_from_epoch: int | None = None
+    wall_time_s: float = 0.0
+    peak_memory_mb: float = 0.0  # process RSS on CPU, allocator peak on CUDA
+
+    @property
+    def n_epochs(self) -> int:
+        return len(self.epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["n_epochs"] = self.n_epochs
+        return d
+
+
+def fit(
+    module: nn.Module,
+    loss: LossFn,
+    *,
+    config: TrainConfig,
+    device: torch.device,
+    train_data: Batches | None = None,
+    val_data: Batches | None = None,
+) -> History:
+    """Train ``module`` (already on ``device``) and return its history.
+
+    ``train_data``/``val_data`` return the batches of one epoch; ``None`` for ``train_data`` means one
+    full-batch step per epoch (batch ``None``). Early stopping monitors the validation loss when
+    ``val_data`` is given, else the training loss; the best weights are restored at the end."""
+    train_data = train_data or (lambda: [None])
+    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = (torch.optim.lr_scheduler.StepLR(optimiser, config.lr_decay_every, config.lr_decay)
+                 if config.lr_decay_every else None)
+    history = History(device=str(device))
+    best_state, start_epoch, since_best = None, 0, 0
+    ckpt = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir else None
+    if config.resume and ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        module.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        history = History(**{k: v for k, v in state["history"].items() if k != "n_epochs"})
+        history.resumed_from_epoch = start_epoch = state["epoch"]
+        best_state, since_best = state["best_state"], state["since_best"]
+        torch.set_rng_state(state["torch_rng"])
+        log.info("%s: resumed from %s at epoch %d", config.desc, ckpt, start_epoch)
+
+    bar = _progress(config, start_epoch)
+    started = time.perf_counter() - history.wall_time_s
+    with PeakMemory(device) as memory:
+        for epoch in range(start_epoch, config.max_epochs):
+            t0 = time.perf_counter()
+            module.train()
+            train_terms = _run_epoch(module, loss, train_data(), optimiser, config.grad_clip)
+            row = {f"train_{k}": v for k, v in train_terms.items()}
+            if val_data is not None:
+                module.eval()
+                with torch.no_grad():
+                    row.update({f"val_{k}": v for k, v in _run_epoch(module, loss, val_data(), None, None).items()})
+            row["lr"] = optimiser.param_groups[0]["lr"]
+            if scheduler is not None:
+                scheduler.step()
+            row["time_s"] = time.perf_counter() - t0
+            history.epochs.append(row)
+            monitored = row["val_loss"] if val_data is not None else row["train_loss"]
+            if not np.isfinite(monitored):
+                raise FloatingPointError(f"{config.desc}: loss became {monitored} at epoch {epoch + 1}; "
+                                         "try a lower learning rate")
+            if history.best_loss is None or monitored < history.best_loss - config.min_delta:
+                history.best_loss, history.best_epoch, since_best = monitored, epoch + 1, 0
+                best_state = copy.deepcopy(module.state_dict())
+            else:
+                since_best += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{monitored:.4g}", refresh=False)
+            stop = config.patience is not None and since_best >= config.patience
+            if ckpt is not None and config.checkpoint_every and ((epoch + 1) % config.checkpoint_every == 0 or stop):
+                history.wall_time_s = time.perf_counter() - started
+                _save_checkpoint(ckpt, epoch + 1, module, optimiser, scheduler, history, best_state, since_best)
+            if stop:
+                history.stopped_early = True
+                log.info("%s: early stop at epoch %d (best %d)", config.desc, epoch + 1, history.best_epoch)
+                break
+    bar.close()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    history.wall_time_s = time.perf_counter() - started
+    history.peak_memory_mb = memory.peak_mb
+    return history
+
+
+def _run_epoch(module, loss, batches, optimiser, grad_clip) -> dict[str, float]:
+    """Mean of each loss term over the epoch's batches; steps the optimiser when one is given."""
+    sums: dict[str, float] = {}
+    n = 0
+    for batch in batches:
+        terms = loss(module, batch)
+        if optimiser is not None:
+            optimiser.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
+            optimiser.step()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        n += 1
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def _save_checkpoint(path: Path, epoch, module, optimiser, scheduler, history, best_state, since_best) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"epoch": epoch, "model": module.state_dict(), "optimiser": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "history": history.to_dict(), "best_state": best_state, "since_best": since_best,
+                "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def _progress(config: TrainConfig, start: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.max_epochs, initial=start, desc=config.desc, unit="epoch",
+                disable=not config.progress, mininterval=1.0, leave=False)

@@ -210,10 +210,11 @@ def _orient_table(adata: AnnData, path: Path, transpose: bool) -> AnnData:
 
 
 def _looks_like_genes(names: pd.Index) -> bool:
+    """Gene-like names (MT-, RPL/RPS, Ensembl ids) and no cell barcodes among ``names``."""
     names = pd.Index(names).astype(str)
     barcodes = np.mean([bool(_BARCODE.match(n)) for n in names[:500]])
-    genes = np.mean([n.upper().startswith(("MT-", "RPL", "RPS", "ENSG", "ENSMUSG")) for n in names])
-    return barcodes < 0.5 and genes * len(names) >= 3
+    genes = sum(n.upper().startswith(("MT-", "RPL", "RPS", "ENSG", "ENSMUSG")) for n in names)
+    return barcodes < 0.5 and genes >= 2
 
 
 def _first_line(err: Exception) -> str:

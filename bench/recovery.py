@@ -71,6 +71,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n-top-genes", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workdir", type=Path, help="Checkpoints of trained methods go here (long runs).")
+    parser.add_argument("--checkpoint-every", type=int, help="Epochs between checkpoints (needs --workdir).")
+    parser.add_argument("--resume", action="store_true", help="Continue training from --workdir's checkpoints.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -82,7 +85,9 @@ def main(argv=None) -> int:
         overrides.setdefault(method, {})[key] = value
     options = pipeline.RunOptions(methods=names, benchmark=True, n_top_genes=args.n_top_genes,
                                   method_params=overrides,
-                                  ctx=RunContext(seed=args.seed, device=args.device, progress=False))
+                                  ctx=RunContext(seed=args.seed, device=args.device, progress=False,
+                                                 workdir=args.workdir, checkpoint_every=args.checkpoint_every,
+                                                 resume=args.resume))
     started = time.perf_counter()
     paths = pipeline.run(args.data, args.outdir, options)
     truth = anndata.read_h5ad(paths["truth"])

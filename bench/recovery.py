@@ -69,6 +69,8 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, help="TSV to append one row per method to.")
     parser.add_argument("--param", action="append", default=[], help="METHOD.KEY=VALUE")
     parser.add_argument("--n-top-genes", type=int, default=2000)
+    parser.add_argument("--min-genes", type=int, default=200, help="QC: fewest detected genes per cell.")
+    parser.add_argument("--n-mads", default="5", help="QC: library outlier cut in MADs, or 'none'.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workdir", type=Path, help="Checkpoints of trained methods go here (long runs).")
@@ -83,7 +85,8 @@ def main(argv=None) -> int:
         target, value = item.split("=", 1)
         method, key = target.split(".", 1)
         overrides.setdefault(method, {})[key] = value
-    options = pipeline.RunOptions(methods=names, benchmark=True, n_top_genes=args.n_top_genes,
+    qc = {"min_genes": args.min_genes, "n_mads": None if args.n_mads == "none" else float(args.n_mads)}
+    options = pipeline.RunOptions(methods=names, benchmark=True, n_top_genes=args.n_top_genes, qc=qc,
                                   method_params=overrides,
                                   ctx=RunContext(seed=args.seed, device=args.device, progress=False,
                                                  workdir=args.workdir, checkpoint_every=args.checkpoint_every,

@@ -175,6 +175,9 @@ def impute(adata, params, ctx) -> ImputeResult:
         return flat, torch.from_numpy(scaled[rows[select], cols[select]]).to(device)
 
     hidden = {"train": targets(~is_val[rows]), "val": targets(is_val[rows])}
+    if min(len(flat) for flat, _ in hidden.values()) == 0:
+        raise GraphImputeError(f"scgnn: no hidden non-zero falls in the training or validation cells "
+                               f"({adata.n_obs} cells, {rows.size} hidden); raise val_fraction or use more cells")
     inputs = torch.from_numpy(masked).to(device)
     del masked
 

@@ -216,7 +216,7 @@ METHOD = Method(
     impute=impute,
     summary="bottlenecked two-layer GCN on a PCA-kNN cell graph, trained on hidden non-zeros",
     citation="Huang K, Xiao C, Glass L, Sun J. SCGNN: scRNA-seq Dropout Imputation via Induced "
-             "Hierarchical Cell Similarity Graph. ICML CompBio workshop 2020, arXiv:2008.03322",
+             "Hierarchical Cell Similarity Graph. arXiv:2008.03322 (2020)",
     defaults=DEFAULTS,
     graphs=(PCA_KNN5,),
     trains=True,

@@ -303,6 +303,38 @@ def run_command(input_path, outdir, method_list, sample, benchmark, mask_fractio
         log.debug("%s: %s", name, path)
 
 
+@main.command("check-samplesheet")
+@click.argument("samplesheet_path", metavar="SAMPLESHEET", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The checked samplesheet: resolved inputs and formats (columns sample,input,format,label_key).")
+@click.option("--methods", "method_list", default=None,
+              help="Also check these methods (comma-separated, or 'all') against the registry.")
+@click.option("--write-methods", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the checked method names there, one per line ('all' expanded).")
+@click.option("--base-dir", default=None,
+              help="Folder or URI that relative inputs are relative to [default: the samplesheet's folder].")
+@click.option("--check-files/--no-check-files", default=True, show_default=True,
+              help="Check that local inputs exist (off in a pipeline task, where inputs are not staged).")
+@common("graphimpute.log")
+def check_samplesheet_command(samplesheet_path, output, method_list, write_methods, base_dir, check_files, seed,
+                              quiet):
+    """Check a pipeline samplesheet (sample,input[,label_key][,format]); every problem is reported."""
+    from graphimpute import io, methods, samplesheet
+
+    if write_methods is not None and method_list is None:
+        raise GraphImputeError("--write-methods needs --methods")
+    for target in (output, write_methods):
+        if target is not None:
+            io.check_output(samplesheet_path, target)
+    names = methods.parse_methods(method_list) if method_list is not None else None
+    samples = samplesheet.read(samplesheet_path, check_files=check_files, base_dir=base_dir)
+    samplesheet.write(samples, output)
+    if write_methods is not None:
+        samplesheet.write_lines(names, write_methods)
+    log.info("%s: %d sample(s) checked%s", samplesheet_path, len(samples),
+             f"; methods: {', '.join(names)}" if names else "")
+
+
 @main.command("methods")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def methods_command(as_json):

@@ -15,7 +15,10 @@ Every problem is reported at once, each with its line number, so a user fixes th
 from __future__ import annotations
 
 import csv
+import io as io_module
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -26,6 +29,8 @@ REQUIRED = ("sample", "input")
 OPTIONAL = ("label_key", "format")
 COLUMNS = REQUIRED + OPTIONAL
 SAMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_UNKNOWN_FORMAT = ("unknown format: expected .h5ad, .h5 (10x), .csv, .tsv, .txt (optionally compressed) or a "
+                   f"10x directory; name it in the 'format' column ({', '.join(io.FORMATS[1:])})")
 REMOTE_SCHEMES = ("s3://", "gs://", "az://", "http://", "https://", "ftp://", "file://")
 
 
@@ -46,12 +51,15 @@ class Sample:
     label_key: str = ""
 
 
-def read(path, *, check_files: bool = True) -> list[Sample]:
+def read(path, *, check_files: bool = True, base_dir: str | None = None) -> list[Sample]:
     """Read and check a samplesheet; raise SamplesheetError listing every problem.
 
-    With ``check_files`` local inputs must exist (remote URIs are never checked here); without it
-    (in the Nextflow task, where the inputs are not staged) only names and formats are checked."""
+    Relative inputs are taken relative to ``base_dir`` (a folder or a remote URI; default: the
+    samplesheet's own folder). With ``check_files`` local inputs must exist (remote URIs are never
+    checked here); without it (in a Nextflow task, where inputs are not staged) only names and formats
+    are checked, and Nextflow checks the files."""
     path = Path(path)
+    base = base_dir or os.path.dirname(os.path.abspath(path))
     if not path.is_file():
         raise InputError(path, "samplesheet not found")
     with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -74,7 +82,7 @@ def read(path, *, check_files: bool = True) -> list[Sample]:
             problems.append(f"line {line}: {len(row)} fields, the header has {len(header)}")
             continue
         record = {name: cell.strip() for name, cell in zip(header, row)}
-        sample, found = _check_row(record, line, base=path.parent, check_files=check_files)
+        sample, found = _check_row(record, line, base=base, check_files=check_files)
         problems.extend(found)
         if record["sample"] in seen:
             problems.append(f"line {line}: sample name {record['sample']!r} is already used on line "
@@ -88,13 +96,31 @@ def read(path, *, check_files: bool = True) -> list[Sample]:
 
 
 def write(samples: list[Sample], path) -> Path:
-    """Write the checked samplesheet (resolved inputs and formats) as CSV with every column."""
+    """Write the checked samplesheet (resolved inputs and formats) as CSV, atomically."""
+    buffer = io_module.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("sample", "input", "format", "label_key"))
+    for s in samples:
+        writer.writerow((s.sample, s.input, s.format, s.label_key))
+    return _write_atomic(buffer.getvalue(), path)
+
+
+def write_lines(lines, path) -> Path:
+    """Write one item per line, atomically (the method list the pipeline fans out over)."""
+    return _write_atomic("".join(f"{line}\n" for line in lines), path)
+
+
+def _write_atomic(text: str, path) -> Path:
     path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("sample", "input", "format", "label_key"))
-        for s in samples:
-            writer.writerow((s.sample, s.input, s.format, s.label_key))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path
 
 
@@ -113,7 +139,7 @@ def _check_header(header: list[str]) -> list[str]:
     return problems
 
 
-def _check_row(record: dict, line: int, *, base: Path, check_files: bool) -> tuple[Sample | None, list[str]]:
+def _check_row(record: dict, line: int, *, base: str, check_files: bool) -> tuple[Sample | None, list[str]]:
     problems = []
     name, given = record["sample"], record["input"]
     if not name:
@@ -125,8 +151,8 @@ def _check_row(record: dict, line: int, *, base: Path, check_files: bool) -> tup
         problems.append(f"line {line}: empty input path for sample {name!r}")
         return None, problems
 
-    remote = given.lower().startswith(REMOTE_SCHEMES)
-    resolved = given if remote else str((base / Path(given).expanduser()).resolve())
+    resolved = _resolve(given, base)
+    remote = _is_remote(resolved)
     if check_files and not remote and not Path(resolved).exists():
         problems.append(f"line {line}: input {given!r} of sample {name!r} does not exist (looked for {resolved})")
 
@@ -142,6 +168,23 @@ def _check_row(record: dict, line: int, *, base: Path, check_files: bool) -> tup
     return Sample(sample=name, input=resolved, format=fmt, label_key=record.get("label_key", "")), []
 
 
+def _is_remote(path: str) -> bool:
+    return path.lower().startswith(REMOTE_SCHEMES)
+
+
+def _resolve(given: str, base: str) -> str:
+    """URIs as given; local paths made absolute against ``base`` (a folder or a URI). Symbolic links
+    are kept, not followed: the format is guessed from the name the user gave."""
+    if _is_remote(given):
+        return given
+    path = os.path.expanduser(given)
+    if os.path.isabs(path):
+        return os.path.abspath(path)
+    if _is_remote(base):
+        return f"{base.rstrip('/')}/{given}"
+    return os.path.abspath(os.path.join(base, path))
+
+
 def _guess_format(given: str, resolved: str, *, remote: bool) -> tuple[str, str | None]:
     """io.detect_format on the path; a name without a suffix (or ending in '/') that is not here to
     look at is taken as a 10x directory."""
@@ -149,12 +192,12 @@ def _guess_format(given: str, resolved: str, *, remote: bool) -> tuple[str, str 
     if not remote and local.exists():
         try:
             return io.detect_format(local), None
-        except InputError as err:
-            return "auto", err.problem
+        except InputError:
+            return "auto", _UNKNOWN_FORMAT
     name = PurePosixPath(given.rstrip("/"))
     if given.endswith("/") or not name.suffix:
         return "10x", None
     try:
         return io.detect_format(Path(name.name)), None
-    except InputError as err:
-        return "auto", err.problem
+    except InputError:
+        return "auto", _UNKNOWN_FORMAT

@@ -335,6 +335,26 @@ def check_samplesheet_command(samplesheet_path, output, method_list, write_metho
              f"; methods: {', '.join(names)}" if names else "")
 
 
+@main.command("summarise")
+@input_file
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="MultiQC custom content (name it *_mqc.tsv).")
+@click.option("--step", required=True, type=click.Choice(["qc", "normalise", "mask", "graph", "impute"]),
+              help="The step whose output INPUT is.")
+@click.option("--sample", default=None, help="Row name in the report [default: the input's name].")
+def summarise_command(input_path, output, step, sample):
+    """One report row (MultiQC custom content) from a step's output h5ad; the counts are not loaded."""
+    from graphimpute import io, summary
+
+    try:
+        io.check_output(input_path, output)
+        row = summary.summarise(input_path, step=step, sample=sample or Path(input_path).name.split(".")[0])
+        summary.write_mqc(row, output, step=step)
+    except GraphImputeError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+
+
 @main.command("methods")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def methods_command(as_json):

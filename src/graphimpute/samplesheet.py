@@ -18,7 +18,6 @@ import csv
 import io as io_module
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -102,26 +101,12 @@ def write(samples: list[Sample], path) -> Path:
     writer.writerow(("sample", "input", "format", "label_key"))
     for s in samples:
         writer.writerow((s.sample, s.input, s.format, s.label_key))
-    return _write_atomic(buffer.getvalue(), path)
+    return io.write_text(buffer.getvalue(), path)
 
 
 def write_lines(lines, path) -> Path:
     """Write one item per line, atomically (the method list the pipeline fans out over)."""
-    return _write_atomic("".join(f"{line}\n" for line in lines), path)
-
-
-def _write_atomic(text: str, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return io.write_text("".join(f"{line}\n" for line in lines), path)
 
 
 def _check_header(header: list[str]) -> list[str]:

@@ -197,7 +197,8 @@ def changedParameters(schema, parameters) {
     def groups = [:]
     schema['$defs'].each { group_name, group ->
         def changed = (group.properties ?: [:]).findAll { name, spec ->
-            parameters[name] != null && parameters[name].toString() != spec.default?.toString()
+            def default_value = spec.default?.toString()?.replace('${projectDir}', workflow.projectDir.toString())
+            parameters[name] != null && parameters[name].toString() != default_value
         }
         if (changed) {
             groups[group.title] = changed.collectEntries { name, spec -> [name, parameters[name]] }

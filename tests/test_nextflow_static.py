@@ -1,0 +1,252 @@
+"""The Nextflow layer, checked without Nextflow: commands, params, selectors, includes, DAG, syntax.
+
+Each check runs on the repository (no problem expected) and on a temporary copy with one planted
+mistake (that mistake must be reported), so a check that silently stops checking fails here.
+The Groovy 4 parse needs Java and the jars from scripts/install_groovy_parser.sh; it skips without them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import nextflow_checks as checks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    """The pipeline's files (not the Python package) in a temporary folder."""
+    for name in checks.NF_TREE:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, symlinks=True)
+        else:
+            shutil.copy2(source, tmp_path / name)
+    return tmp_path
+
+
+def plant(root: Path, relative: str, old: str, new: str, count: int = 1) -> None:
+    path = root / relative
+    text = path.read_text()
+    assert text.count(old) >= count, f"{old!r} not in {relative}: the planted mistake needs updating"
+    path.write_text(text.replace(old, new, count))
+
+
+# ---- process commands -------------------------------------------------------------------------------
+
+def test_processes_call_existing_subcommands_with_existing_options():
+    problems, pending = checks.check_process_commands(ROOT)
+    assert problems == []
+    for note in pending:  # a subcommand the docs promise that the CLI does not have yet
+        print("pending:", note)
+
+
+def test_every_step_process_is_checked():
+    found = checks.processes(ROOT)
+    assert set(found) == {"SAMPLESHEET_CHECK", "QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE", "EVALUATE", "MULTIQC"}
+    for name, process in found.items():
+        programs = [program for program, _, _ in checks.script_commands(process)]
+        if name in checks.THIRD_PARTY:
+            assert programs == [checks.THIRD_PARTY[name][0]]
+        else:
+            assert programs and all(program.startswith("graphimpute_") for program in programs), (name, programs)
+
+
+@pytest.mark.parametrize("relative, old, new, expected", [
+    ("modules/local/qc/main.nf", "--output ${prefix}.h5ad", "--outptu ${prefix}.h5ad", "QC: graphimpute_qc is given --outptu"),
+    ("modules/local/impute/main.nf", "graphimpute_impute \\", "graphimpute_imputer \\", "IMPUTE: graphimpute_imputer is not a bin/ wrapper"),
+    ("conf/modules.config", '"--n-pcs ${params.n_pcs}', '"--npcs ${params.n_pcs}', "GRAPH: graphimpute_graph is given --npcs"),
+    ("modules/local/normalise/main.nf", "graphimpute_normalise \\", "python -m graphimpute normalise \\", "NORMALISE: calls 'python'"),
+    ("bin/graphimpute_mask", 'main(["mask"', 'main(["masking"', "MASK: graphimpute_mask forwards to `graphimpute masking`"),
+    ("modules/local/impute/main.nf", '"--param \'${key}', '"--parameter \'${key}', "IMPUTE: graphimpute_impute is given --parameter"),
+])
+def test_command_check_catches_planted_mistakes(copy, relative, old, new, expected):
+    plant(copy, relative, old, new)
+    problems, _ = checks.check_process_commands(copy)
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+def test_bin_holds_only_thin_wrappers(copy):
+    assert checks.check_bin_wrappers(ROOT) == []
+    (copy / "bin" / "helper.py").write_text("print('hello')\n")
+    plant(copy, "bin/graphimpute_qc", "import sys\n", "import sys\nimport os\nprint(os.getcwd())\n")
+    problems = checks.check_bin_wrappers(copy)
+    assert any(p.startswith("bin/helper.py: not executable") for p in problems)
+    assert any(p.startswith("bin/graphimpute_qc: not a thin wrapper") for p in problems)
+
+
+# ---- params -----------------------------------------------------------------------------------------
+
+def test_params_are_defined_and_described_everywhere():
+    assert checks.check_params(ROOT) == []
+
+
+@pytest.mark.parametrize("relative, old, new, expected", [
+    ("conf/modules.config", "${params.n_neighbors}", "${params.n_neighbours}",
+     "params.n_neighbours (used in conf/modules.config) is not defined"),
+    ("nextflow.config", "    seed                 = 0\n", "    seed                 = 0\n    epochs = 3\n",
+     "params.epochs is defined in nextflow.config but not described"),
+    ("nextflow.config", "    n_pcs                = 50\n", "", "--n_pcs is in nextflow_schema.json but not defined"),
+    ("nextflow.config", "n_pcs                = 50", "n_pcs                = 30",
+     "--n_pcs: default 30 in nextflow.config, 50 in nextflow_schema.json"),
+    ("conf/test.config", "n_pcs         = 20", "n_pc          = 20",
+     "conf/test.config sets params.n_pc, which nextflow.config does not define"),
+])
+def test_params_check_catches_planted_mistakes(copy, relative, old, new, expected):
+    plant(copy, relative, old, new)
+    assert any(problem.startswith(expected) for problem in checks.check_params(copy)), checks.check_params(copy)
+
+
+def test_schema_change_without_description_is_caught(copy):
+    schema = json.loads((copy / "nextflow_schema.json").read_text())
+    del schema["$defs"]["graph_options"]["properties"]["n_pcs"]["description"]
+    (copy / "nextflow_schema.json").write_text(json.dumps(schema))
+    assert "--n_pcs has no description in nextflow_schema.json" in checks.check_params(copy)
+
+
+def test_schema_is_draft_2020_12_and_lists_every_group():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "nextflow_schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert [ref["$ref"] for ref in schema["allOf"]] == [f"#/$defs/{name}" for name in schema["$defs"]]
+    defaults = {name: spec["default"] for name, spec in checks.schema_params(ROOT).items() if "default" in spec}
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors({**defaults, "input": "a.csv", "outdir": "out"})) == []
+    assert list(validator.iter_errors({**defaults, "input": "a.csv", "outdir": "out", "mask_fraction": 1.5}))
+    assert list(validator.iter_errors({**defaults, "outdir": "out"}))  # --input is required
+
+
+# ---- selectors, includes, emits ---------------------------------------------------------------------
+
+def test_selectors_match_processes_and_labels_have_resources():
+    assert checks.check_selectors(ROOT) == []
+
+
+def test_selector_check_catches_planted_mistakes(copy):
+    plant(copy, "conf/modules.config", "withName: 'NORMALISE'", "withName: 'NORMALIZE'")
+    plant(copy, "modules/local/graph/main.nf", "label 'process_medium'", "label 'process_medum'")
+    problems = checks.check_selectors(copy)
+    assert "conf/modules.config: withName 'NORMALIZE' matches no process" in problems
+    assert "GRAPH: label 'process_medum' is not configured in conf/base.config" in problems
+
+
+def test_includes_resolve_and_emits_exist():
+    assert checks.check_includes_and_emits(ROOT) == []
+
+
+def test_include_and_emit_check_catches_planted_mistakes(copy):
+    plant(copy, "workflows/graphimpute.nf", "NORMALISE(QC.out.h5ad)", "NORMALISE(QC.out.anndata)")
+    plant(copy, "workflows/graphimpute.nf", "include { MASK        } from '../modules/local/mask'",
+          "include { MASK        } from '../modules/local/masking'")
+    plant(copy, "main.nf", "include { GRAPHIMPUTE             }", "include { GRAPH_IMPUTE            }")
+    problems = checks.check_includes_and_emits(copy)
+    assert any("QC.out.anndata: QC emits" in p for p in problems)
+    assert "workflows/graphimpute.nf: include from '../modules/local/masking': no such module" in problems
+    assert "main.nf: 'GRAPH_IMPUTE' is not defined in ./workflows/graphimpute" in problems
+
+
+# ---- the DAG ----------------------------------------------------------------------------------------
+
+def test_dag_is_qc_normalise_mask_graph_impute_evaluate_multiqc():
+    assert checks.check_dag(ROOT) == []
+    sources, conditions = checks.workflow_dag(ROOT)
+    assert sources["GRAPH"] >= {"NORMALISE", "MASK"} and "QC" not in sources["GRAPH"]
+    assert sources["EVALUATE"] == {"IMPUTE", "MASK"}
+    assert conditions["MASK"] == conditions["EVALUATE"] == ("params.benchmark",)
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("GRAPH(ch_graph_input,", "GRAPH(QC.out.h5ad,", "GRAPH takes input from QC"),
+    ("IMPUTE(ch_impute_input)", "IMPUTE(ch_impute_input.mix(EVALUATE.out.tsv))", "IMPUTE takes input from EVALUATE"),
+    ("        MASK(NORMALISE.out.h5ad)\n", "", "MASK is not called"),
+    ("    if (params.benchmark) {\n        MASK(", "    if (true) {\n        MASK(", "MASK must run only under"),
+    ("        ch_graph_input   = MASK.out.h5ad\n", "", "GRAPH does not take input from MASK"),
+])
+def test_dag_check_catches_planted_mistakes(copy, old, new, expected):
+    plant(copy, "workflows/graphimpute.nf", old, new)
+    problems = checks.check_dag(copy)
+    assert any(problem.startswith(expected) for problem in problems), problems
+
+
+# ---- module conventions and layout ------------------------------------------------------------------
+
+def test_modules_follow_nf_core_conventions():
+    assert checks.check_module_conventions(ROOT) == []
+
+
+def test_module_convention_check_catches_planted_mistakes(copy):
+    plant(copy, "modules/local/qc/main.nf", "    stub:\n", "    // no stub\n")
+    plant(copy, "modules/local/graph/main.nf", "task.ext.when == null || task.ext.when", "true")
+    plant(copy, "modules/local/qc/main.nf", "label 'process_medium'", "label 'process_medium'\n    label 'process_gpu'")
+    plant(copy, "modules/local/mask/meta.yml", "- truth:", "- truths:")
+    problems = checks.check_module_conventions(copy)
+    assert any(p.startswith("QC (modules/local/qc/main.nf): no stub") for p in problems)
+    assert any(p.startswith("GRAPH (modules/local/graph/main.nf): no `when:") for p in problems)
+    assert any("only IMPUTE carries the process_gpu label" in p for p in problems)
+    assert "modules/local/mask/meta.yml: output 'truth' is not documented" in problems
+
+
+def test_steps_publish_where_graphimpute_run_writes():
+    assert checks.check_publish_layout(ROOT) == []
+    # file names as `graphimpute run` writes them: <step>/<sample>.h5ad, impute/<sample>.<method>.h5ad,
+    # mask/<sample>.truth.h5ad
+    for name, process in checks.processes(ROOT).items():
+        if name in {"QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE"}:
+            default = '"${meta.id}.${meta.method}"' if name == "IMPUTE" else '"${meta.id}"'
+            assert f"prefix = task.ext.prefix ?: {default}" in process.parts["script"], name
+            assert re.search(r'path\("\$\{prefix\}\.h5ad"\)\s*,\s*emit: h5ad', process.parts["output"]), name
+    mask_outputs = checks.processes(ROOT)["MASK"].parts["output"]
+    assert re.search(r'path\("\$\{prefix\}\.truth\.h5ad"\)\s*,\s*emit: truth', mask_outputs)
+
+
+def test_publish_check_catches_a_moved_folder(copy):
+    plant(copy, "conf/modules.config", '"${params.outdir}/graph"', '"${params.outdir}/graphs"')
+    assert checks.check_publish_layout(copy) == ["conf/modules.config: GRAPH does not publish to ${params.outdir}/graph"]
+
+
+# ---- inputs of the test profile and the samplesheet schema ------------------------------------------
+
+def test_samplesheet_schema_matches_the_python_check():
+    from graphimpute import io, samplesheet
+
+    schema = json.loads((ROOT / "assets" / "schema_input.json").read_text())
+    items = schema["items"]
+    assert tuple(items["properties"]) == samplesheet.COLUMNS
+    assert tuple(items["required"]) == samplesheet.REQUIRED
+    assert set(items["properties"]["format"]["enum"]) == set(io.FORMATS) | {""}
+    assert items["properties"]["sample"]["pattern"] == samplesheet.SAMPLE_NAME.pattern
+
+
+def test_test_profile_method_params_fit_the_registry():
+    from graphimpute import methods
+
+    overrides = json.loads((ROOT / "assets" / "test_method_params.json").read_text())
+    for name, params in overrides.items():
+        methods.resolve_params(methods.get(name), params)  # unknown method or parameter: GraphImputeError
+    for name, method in methods.available().items():
+        assert not method.trains or name in overrides, (
+            f"{name} trains: give it a few-epoch override in assets/test_method_params.json for -profile test")
+
+
+# ---- Groovy 4 syntax --------------------------------------------------------------------------------
+
+groovy = pytest.mark.skipif(checks.groovy_unavailable() is not None, reason=str(checks.groovy_unavailable()))
+
+
+@groovy
+def test_every_nf_and_config_file_parses_as_groovy(copy):
+    # One parse of a copy with two planted syntax errors: exactly those two files fail, every other
+    # .nf and .config file (the same as the repository's) parses.
+    plant(copy, "modules/local/graph/main.nf", "    output:\n", "    output: {\n")
+    plant(copy, "conf/base.config", "maxRetries    = 2", "maxRetries    = (2")
+    problems = checks.check_groovy_syntax(copy)
+    failed = sorted({p.split(":")[0].removeprefix("ERROR ") for p in problems})
+    assert failed == [str(copy / "conf/base.config"), str(copy / "modules/local/graph/main.nf")], problems
+    assert all(p.split(":")[1].isdigit() for p in problems), problems  # each with its line number

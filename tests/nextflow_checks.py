@@ -48,8 +48,8 @@ PENDING_SUBCOMMANDS = {"evaluate"}
 PUBLISH_LAYOUT = {"QC": "qc", "NORMALISE": "normalise", "MASK": "mask", "GRAPH": "graph", "IMPUTE": "impute",
                   "EVALUATE": "evaluate", "MULTIQC": "multiqc", "SAMPLESHEET_CHECK": "pipeline_info"}
 
-NF_TREE = ("main.nf", "nextflow.config", "nextflow_schema.json", "conf", "modules", "subworkflows", "workflows",
-           "bin", "assets")
+NF_TREE = ("main.nf", "nextflow.config", "nextflow_schema.json", "nf-test.config", "conf", "modules", "subworkflows",
+           "workflows", "bin", "assets", "tests/nextflow")
 
 
 # ---- reading Groovy ------------------------------------------------------------------------------------
@@ -215,9 +215,13 @@ def groovy_unavailable() -> str | None:
     return None
 
 
+def nf_test_files(root: Path) -> list[Path]:
+    return sorted(root.glob("**/*.nf.test")) + [p for p in [root / "nf-test.config"] if p.is_file()]
+
+
 def check_groovy_syntax(root: Path) -> list[str]:
-    """Every .nf and .config file parses as Groovy 4 (the language DSL2 is written in)."""
-    files = [str(p) for p in nf_files(root) + config_files(root)]
+    """Every .nf, .config and nf-test file parses as Groovy 4 (the language DSL2 and nf-test use)."""
+    files = [str(p) for p in nf_files(root) + config_files(root) + nf_test_files(root)]
     checker = Path(__file__).resolve().parents[1] / "scripts" / "check_groovy_syntax.groovy"
     done = subprocess.run(["java", "-cp", f"{groovy_jar_dir()}/*", "groovy.ui.GroovyMain", str(checker), *files],
                           capture_output=True, text=True, timeout=300)
@@ -610,6 +614,39 @@ def check_module_conventions(root: Path) -> list[str]:
         documented = {key for item in meta.get("output", []) for key in item}
         for emit in sorted(process.emits - documented):
             problems.append(f"{meta_yml.relative_to(root)}: output '{emit}' is not documented")
+    return problems
+
+
+def check_gpu_scoping(root: Path) -> list[str]:
+    """GPU settings live in the process_gpu label only, switched by params.use_gpu: nothing global."""
+    problems = []
+    base = (root / "conf" / "base.config").read_text()
+    masked, readable = mask_groovy(base), mask_groovy(base, keep_strings=True)
+    m = re.search(r"withLabel:\s*['\"]?process_gpu['\"]?\s*\{", readable)
+    if m is None:
+        return ["conf/base.config: no withLabel 'process_gpu' block"]
+    block = base[m.end(): matching_brace(masked, m.end() - 1)]
+    if not re.search(r"accelerator\s*=\s*\{\s*params\.use_gpu\s*\?\s*1\s*:\s*null\s*\}", block):
+        problems.append("process_gpu: accelerator must be { params.use_gpu ? 1 : null }")
+    if not re.search(r"ext\.use_gpu\s*=\s*\{\s*params\.use_gpu\s*\}", block):
+        problems.append("process_gpu: ext.use_gpu must follow params.use_gpu")
+    options = re.search(r"containerOptions\s*=\s*\{(.*)\}", block, re.S)
+    body = options.group(1) if options else ""
+    if not (re.search(r"'docker'.*?'--gpus all'", body, re.S) and re.search(r"'singularity'.*?'--nv'", body, re.S)
+            and "'apptainer'" in body and "params.use_gpu" in body):
+        problems.append("process_gpu: containerOptions must give --gpus all (docker) and --nv "
+                        "(singularity, apptainer) when params.use_gpu is set")
+    for path in config_files(root):
+        text = mask_groovy(path.read_text(), keep_strings=True)
+        if re.search(r"runOptions\s*=.*(--gpus|--nv)", text):
+            problems.append(f"{path.relative_to(root)}: GPU options in a global runOptions reach every process")
+    gpu_profile = re.search(r"(?m)^\s*gpu\s*\{([^}]*)\}", mask_groovy((root / "nextflow.config").read_text(),
+                                                                       keep_strings=True))
+    if not gpu_profile or not re.search(r"params\.use_gpu\s*=\s*true", gpu_profile.group(1)):
+        problems.append("nextflow.config: the gpu profile must set params.use_gpu = true")
+    impute = processes(root).get("IMPUTE")
+    if impute and "task.ext.use_gpu ? params.container_gpu : params.container" not in impute.parts["directives"]:
+        problems.append("IMPUTE: the container must be params.container_gpu when task.ext.use_gpu")
     return problems
 
 

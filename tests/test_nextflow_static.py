@@ -175,6 +175,26 @@ def test_dag_check_catches_planted_mistakes(copy, old, new, expected):
     assert any(problem.startswith(expected) for problem in problems), problems
 
 
+# ---- the GPU label ----------------------------------------------------------------------------------
+
+def test_gpu_options_are_scoped_to_the_gpu_label():
+    assert checks.check_gpu_scoping(ROOT) == []
+
+
+@pytest.mark.parametrize("relative, old, new, expected", [
+    ("conf/base.config", "accelerator      = { params.use_gpu ? 1 : null }", "accelerator      = 1",
+     "process_gpu: accelerator must be"),
+    ("nextflow.config", "docker.runOptions       = '-u $(id -u):$(id -g)'",
+     "docker.runOptions       = '-u $(id -u):$(id -g) --gpus all'", "nextflow.config: GPU options in a global runOptions"),
+    ("conf/base.config", "return '--nv'", "return ''", "process_gpu: containerOptions must give"),
+    ("modules/local/impute/main.nf", "task.ext.use_gpu ? params.container_gpu : params.container", "params.container",
+     "IMPUTE: the container must be"),
+])
+def test_gpu_check_catches_planted_mistakes(copy, relative, old, new, expected):
+    plant(copy, relative, old, new)
+    assert any(p.startswith(expected) for p in checks.check_gpu_scoping(copy)), checks.check_gpu_scoping(copy)
+
+
 # ---- module conventions and layout ------------------------------------------------------------------
 
 def test_modules_follow_nf_core_conventions():
@@ -246,7 +266,10 @@ def test_every_nf_and_config_file_parses_as_groovy(copy):
     # .nf and .config file (the same as the repository's) parses.
     plant(copy, "modules/local/graph/main.nf", "    output:\n", "    output: {\n")
     plant(copy, "conf/base.config", "maxRetries    = 2", "maxRetries    = (2")
+    plant(copy, "modules/local/qc/tests/main.nf.test", "then {", "then {{")
     problems = checks.check_groovy_syntax(copy)
+    assert len(checks.nf_test_files(copy)) == 10  # eight modules, the pipeline, nf-test.config: all parsed
     failed = sorted({p.split(":")[0].removeprefix("ERROR ") for p in problems})
-    assert failed == [str(copy / "conf/base.config"), str(copy / "modules/local/graph/main.nf")], problems
+    assert failed == [str(copy / "conf/base.config"), str(copy / "modules/local/graph/main.nf"),
+                      str(copy / "modules/local/qc/tests/main.nf.test")], problems
     assert all(p.split(":")[1].isdigit() for p in problems), problems  # each with its line number

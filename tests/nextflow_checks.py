@@ -664,3 +664,45 @@ def check_publish_layout(root: Path) -> list[str]:
         if f'"${{params.outdir}}/{folder}"' not in block:
             problems.append(f"conf/modules.config: {name} does not publish to ${{params.outdir}}/{folder}")
     return problems
+
+
+# ---- running the pipeline's own Groovy functions ----------------------------------------------------------
+
+GROOVY_STAND_INS = r"""
+// Stand-ins for what Nextflow provides to the functions under test: file(), error(), log, workflow.
+def warnings = []
+binding.setVariable('file', { Object[] arguments ->
+    def path = arguments.find { argument -> !(argument instanceof Map) }
+    def options = arguments.find { argument -> argument instanceof Map } ?: [:]
+    def found = new File(path.toString())
+    if (options.checkIfExists && !found.exists()) { throw new RuntimeException("missing file ${path}") }
+    return found
+})
+binding.setVariable('error', { String message -> throw new IllegalStateException(message) })
+binding.setVariable('log', [warn: { String message -> warnings << message }, info: { String message -> }])
+binding.setVariable('workflow', [manifest: [name: 'graphimpute', version: '0.1.0', description: 'test'],
+                                 projectDir: new File('.').absoluteFile, runName: 'test', launchDir: '.',
+                                 workDir: 'work', profile: 'test', containerEngine: null])
+"""
+
+
+def run_groovy_functions(root: Path, nf_file: str, driver: str) -> dict:
+    """Run the functions of ``nf_file`` (its workflow blocks removed) under stand-ins for Nextflow's
+    file(), error(), log and workflow; ``driver`` is Groovy that fills a map ``out``, printed as JSON."""
+    import tempfile
+
+    text = (root / nf_file).read_text()
+    masked = mask_groovy(text)
+    for m in reversed(list(re.finditer(r"(?m)^\s*workflow\s+\w*\s*\{", masked))):
+        end = matching_brace(masked, m.end() - 1)
+        text = text[: m.start()] + "\n" * text[m.start(): end + 1].count("\n") + text[end + 1:]
+    script = text + GROOVY_STAND_INS + "def out = [:]\n" + driver + "\nout.warnings = warnings\n" \
+        "println groovy.json.JsonOutput.toJson(out)\n"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "functions.groovy"
+        path.write_text(script)
+        done = subprocess.run(["java", "-cp", f"{groovy_jar_dir()}/*", "groovy.ui.GroovyMain", str(path)],
+                              capture_output=True, text=True, timeout=300, cwd=root)
+    if done.returncode != 0:
+        raise RuntimeError(f"Groovy failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

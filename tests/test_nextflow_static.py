@@ -273,3 +273,47 @@ def test_every_nf_and_config_file_parses_as_groovy(copy):
     assert failed == [str(copy / "conf/base.config"), str(copy / "modules/local/graph/main.nf"),
                       str(copy / "modules/local/qc/tests/main.nf.test")], problems
     assert all(p.split(":")[1].isdigit() for p in problems), problems  # each with its line number
+
+
+@groovy
+def test_help_and_parameter_checks_run_as_written():
+    """The initialisation subworkflow's own Groovy (help, parameter checks, summary), run with stand-ins
+    for Nextflow's file(), error(), log and workflow."""
+    schema = ROOT / "nextflow_schema.json"
+    method_params = ROOT / "assets" / "test_method_params.json"
+    driver = f"""
+def schema = readSchema('{schema}')
+out.help = helpMessage(schema, true)
+out.help_one = helpMessage(schema, 'use_gpu')
+out.help_unknown = helpMessage(schema, 'gpus')
+def good = [input: '{ROOT / "assets" / "samplesheet_test.csv"}', outdir: 'results', methods: 'none,scvgae',
+            seed: 3, mask_fraction: 0.2, n_top_genes: 500, benchmark: true, help: false, nTopGenes: 500]
+validateParameters(schema, good)
+out.good = 'passed'
+def bad = good + [input: null, seed: 'three', mask_fraction: 1.5, n_top_genes: 'lots', benchmark: 'yes',
+                  publish_dir_mode: 'teleport', methods: 'a b', unknown_option: 1]
+try {{ validateParameters(schema, bad) }} catch (IllegalStateException err) {{ out.bad = err.message }}
+out.method_params = readMethodParams('{method_params}')
+out.summary = summaryLog(schema, good)
+out.summary_mqc = summaryMultiqc(schema, good + [multiqc_title: '<b>&</b>'])
+"""
+    out = checks.run_groovy_functions(ROOT, "subworkflows/local/pipeline_initialisation/main.nf", driver)
+    assert "Methods and benchmark mode:" in out["help"] and "--methods" in out["help"]
+    assert "--publish_dir_mode" not in out["help"]  # hidden
+    assert out["help_one"].startswith("  --use_gpu") and "process_gpu label" in out["help_one"]
+    assert out["help_unknown"].startswith("No parameter --gpus")
+    assert out["good"] == "passed"
+    bad = out["bad"].splitlines()
+    assert bad[0] == "Invalid parameters:"
+    for expected in ("--input is required", "--seed must be a whole number, got 'three'",
+                     "--mask_fraction must be less than 1, got 1.5", "--n_top_genes 'lots' does not match",
+                     "--benchmark is a flag (true or false), got 'yes'",
+                     "--publish_dir_mode must be one of symlink, rellink, link, copy, copyNoFollow, move",
+                     "--methods 'a b' does not match"):
+        assert any(expected in line for line in bad), (expected, bad)
+    assert len(bad) == 8
+    assert out["warnings"] == ["--unknown_option is not a parameter of this pipeline (see --help); it is ignored"]
+    assert out["method_params"] == {"none": {}}
+    assert "methods             : none,scvgae" in out["summary"] and "seed                : 3" in out["summary"]
+    assert "outdir" in out["summary"] and "n_pcs" not in out["summary"]  # only what differs from the defaults
+    assert "<dd><samp>&lt;b&gt;&amp;&lt;/b&gt;</samp></dd>" in out["summary_mqc"]

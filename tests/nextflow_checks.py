@@ -189,8 +189,13 @@ def processes(root: Path) -> dict[str, Process]:
 
 
 def nf_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.nf") if ".nf-test" not in p.parts and "work" not in p.parts
-                  and "tests" not in p.relative_to(root).parts[:1])
+    """The pipeline's .nf files (not those in Nextflow's work/ or nf-test's folders, nor tests/)."""
+    found = []
+    for path in root.rglob("*.nf"):
+        parts = path.relative_to(root).parts
+        if not {".nf-test", "work", ".nextflow"} & set(parts) and parts[0] != "tests":
+            found.append(path)
+    return sorted(found)
 
 
 def config_files(root: Path) -> list[Path]:
@@ -344,6 +349,8 @@ def check_process_commands(root: Path) -> tuple[list[str], list[str]]:
 
 def check_bin_wrappers(root: Path) -> list[str]:
     """bin/ holds only executable thin wrappers: a few lines that forward to graphimpute.cli."""
+    from graphimpute.cli import main as cli
+
     problems = []
     for path in sorted((root / "bin").iterdir()):
         code = [line for line in path.read_text().splitlines()
@@ -352,8 +359,11 @@ def check_bin_wrappers(root: Path) -> list[str]:
             problems.append(f"bin/{path.name}: not executable")
         if not path.name.startswith("graphimpute_"):
             problems.append(f"bin/{path.name}: only graphimpute_* wrappers belong in bin/")
-        if len(code) > 4 or wrapper_subcommand(root, path.name) is None:
+        sub = wrapper_subcommand(root, path.name)
+        if len(code) > 4 or sub is None:
             problems.append(f"bin/{path.name}: not a thin wrapper (import sys, graphimpute.cli.main; forward argv)")
+        elif sub not in cli.commands and sub not in PENDING_SUBCOMMANDS:
+            problems.append(f"bin/{path.name}: forwards to `graphimpute {sub}`, which does not exist")
     return problems
 
 
@@ -645,6 +655,8 @@ def check_gpu_scoping(root: Path) -> list[str]:
     if not gpu_profile or not re.search(r"params\.use_gpu\s*=\s*true", gpu_profile.group(1)):
         problems.append("nextflow.config: the gpu profile must set params.use_gpu = true")
     impute = processes(root).get("IMPUTE")
+    if impute and "process_gpu" not in impute.labels:
+        problems.append("IMPUTE: no process_gpu label, so it never gets a GPU")
     if impute and "task.ext.use_gpu ? params.container_gpu : params.container" not in impute.parts["directives"]:
         problems.append("IMPUTE: the container must be params.container_gpu when task.ext.use_gpu")
     return problems

@@ -47,6 +47,17 @@ def test_processes_call_existing_subcommands_with_existing_options():
         print("pending:", note)
 
 
+def test_the_checks_see_every_pipeline_file():
+    """Guards against checks that pass because they read nothing (e.g. a path filter that drops all)."""
+    found = {str(p.relative_to(ROOT)) for p in checks.nf_files(ROOT)}
+    assert {"main.nf", "workflows/graphimpute.nf", "subworkflows/local/input_check/main.nf",
+            "modules/local/impute/main.nf"} <= found
+    assert len(found) == 13  # main, workflow, 3 subworkflows, 8 modules
+    used = checks.used_params(ROOT)
+    assert "modules/local/impute/main.nf" in used["container_gpu"] and "workflows/graphimpute.nf" in used["benchmark"]
+    assert len(checks.nf_test_files(ROOT)) == 10
+
+
 def test_every_step_process_is_checked():
     found = checks.processes(ROOT)
     assert set(found) == {"SAMPLESHEET_CHECK", "QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE", "EVALUATE", "MULTIQC"}

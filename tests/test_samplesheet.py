@@ -54,6 +54,13 @@ def test_format_column_overrides_the_name(inputs: Path):
     assert [s.format for s in samples] == ["tsv", "h5ad"]
 
 
+def test_layer_applies_to_h5ad_inputs_only(inputs: Path):
+    samples = samplesheet.read(_sheet(inputs, "sample,input,layer\nA,a.h5ad,counts\n"))
+    assert samples[0].layer == "counts"
+    problems = _problems(_sheet(inputs, "sample,input,layer\nA,a.h5ad,counts\nB,b.csv.gz,counts\n"))
+    assert problems == ["line 3: a layer ('counts') is only read from h5ad inputs, not from csv"]
+
+
 def test_missing_required_columns_are_named(inputs: Path):
     problems = _problems(_sheet(inputs, "sample,file\nA,a.h5ad\n"))
     assert len(problems) == 2
@@ -141,8 +148,9 @@ def test_cli_writes_checked_sheet_and_method_list(inputs: Path):
                                        "--write-methods", str(names), "--quiet"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
-    assert rows == [{"sample": "A", "input": str(inputs / "a.h5ad"), "format": "h5ad", "label_key": "cell_type"},
-                    {"sample": "B", "input": str(inputs / "tenx"), "format": "10x", "label_key": ""}]
+    assert rows == [{"sample": "A", "input": str(inputs / "a.h5ad"), "format": "h5ad", "label_key": "cell_type",
+                     "layer": ""},
+                    {"sample": "B", "input": str(inputs / "tenx"), "format": "10x", "label_key": "", "layer": ""}]
     assert names.read_text().splitlines() == list(methods.names())
 
 

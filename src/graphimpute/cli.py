@@ -308,7 +308,7 @@ def run_command(input_path, outdir, method_list, sample, benchmark, mask_fractio
 @main.command("check-samplesheet")
 @click.argument("samplesheet_path", metavar="SAMPLESHEET", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The checked samplesheet: resolved inputs and formats (columns sample,input,format,label_key).")
+              help="The checked samplesheet: resolved inputs and formats (columns sample,input,format,label_key,layer).")
 @click.option("--methods", "method_list", default=None,
               help="Also check these methods (comma-separated, or 'all') against the registry.")
 @click.option("--write-methods", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -320,7 +320,7 @@ def run_command(input_path, outdir, method_list, sample, benchmark, mask_fractio
 @common("graphimpute.log")
 def check_samplesheet_command(samplesheet_path, output, method_list, write_methods, base_dir, check_files, seed,
                               quiet):
-    """Check a pipeline samplesheet (sample,input[,label_key][,format]); every problem is reported."""
+    """Check a pipeline samplesheet (sample,input[,label_key,format,layer]); every problem is reported."""
     from graphimpute import io, methods, samplesheet
 
     if write_methods is not None and method_list is None:

@@ -6,7 +6,8 @@ A samplesheet is a CSV file with a header row and one row per sample:
 ``input``      (required) the count matrix: an .h5ad, a 10x directory, a 10x .h5, or a CSV/TSV table;
                relative paths are taken relative to the samplesheet's own folder;
 ``label_key``  (optional) an ``obs`` column with cell labels (used for clustering metrics);
-``format``     (optional) one of graphimpute.io.FORMATS; empty or ``auto`` guesses from the name.
+``format``     (optional) one of graphimpute.io.FORMATS; empty or ``auto`` guesses from the name;
+``layer``      (optional) h5ad inputs: the layer holding the raw counts ('raw' for ``.raw``), if not X.
 
 Every problem is reported at once, each with its line number, so a user fixes the sheet in one go.
 ``assets/schema_input.json`` describes the same columns for the Nextflow pipeline.
@@ -25,7 +26,7 @@ from graphimpute import io
 from graphimpute.errors import GraphImputeError, InputError
 
 REQUIRED = ("sample", "input")
-OPTIONAL = ("label_key", "format")
+OPTIONAL = ("label_key", "format", "layer")
 COLUMNS = REQUIRED + OPTIONAL
 SAMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _UNKNOWN_FORMAT = ("unknown format: expected .h5ad, .h5 (10x), .csv, .tsv, .txt (optionally compressed) or a "
@@ -48,6 +49,7 @@ class Sample:
     input: str  # as resolved: absolute for local paths, unchanged for remote URIs
     format: str  # never 'auto'
     label_key: str = ""
+    layer: str = ""
 
 
 def read(path, *, check_files: bool = True, base_dir: str | None = None) -> list[Sample]:
@@ -65,7 +67,8 @@ def read(path, *, check_files: bool = True, base_dir: str | None = None) -> list
         rows = list(csv.reader(handle))
     rows = [(number, row) for number, row in enumerate(rows, start=1) if any(cell.strip() for cell in row)]
     if not rows:
-        raise SamplesheetError(path, ["the file is empty; expected a header row 'sample,input[,label_key][,format]'"])
+        raise SamplesheetError(path, ["the file is empty; expected a header row 'sample,input' (optional columns: "
+                                      f"{', '.join(OPTIONAL)})"])
 
     header_line, header = rows[0]
     header = [name.strip() for name in header]
@@ -98,9 +101,9 @@ def write(samples: list[Sample], path) -> Path:
     """Write the checked samplesheet (resolved inputs and formats) as CSV, atomically."""
     buffer = io_module.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("sample", "input", "format", "label_key"))
+    writer.writerow(("sample", "input", "format", "label_key", "layer"))
     for s in samples:
-        writer.writerow((s.sample, s.input, s.format, s.label_key))
+        writer.writerow((s.sample, s.input, s.format, s.label_key, s.layer))
     return io.write_text(buffer.getvalue(), path)
 
 
@@ -148,9 +151,13 @@ def _check_row(record: dict, line: int, *, base: str, check_files: bool) -> tupl
         fmt, problem = _guess_format(given, resolved, remote=remote)
         if problem:
             problems.append(f"line {line}: input {given!r} of sample {name!r}: {problem}")
+    if record.get("layer") and fmt != "h5ad":
+        problems.append(f"line {line}: a layer ({record['layer']!r}) is only read from h5ad inputs, "
+                        f"not from {fmt}")
     if problems:
         return None, problems
-    return Sample(sample=name, input=resolved, format=fmt, label_key=record.get("label_key", "")), []
+    return Sample(sample=name, input=resolved, format=fmt, label_key=record.get("label_key", ""),
+                  layer=record.get("layer", "")), []
 
 
 def _is_remote(path: str) -> bool:

@@ -22,12 +22,14 @@ process QC {
     prefix = task.ext.prefix ?: "${meta.id}"
     def format = meta.format ? "--format ${meta.format}" : ''
     def label_key = meta.label_key ? "--label-key '${meta.label_key}'" : ''
+    def layer = meta.layer ? "--layer '${meta.layer}'" : ''
     """
     graphimpute_qc \\
         ${counts} \\
         --output ${prefix}.h5ad \\
         ${format} \\
         ${label_key} \\
+        ${layer} \\
         --log-file ${prefix}.qc.log \\
         --quiet \\
         ${args}

@@ -6,7 +6,7 @@ process SAMPLESHEET_CHECK {
     container "${params.container}"
 
     input:
-    path samplesheet  // CSV: sample,input[,label_key][,format]
+    path samplesheet  // CSV: sample,input[,label_key,format,layer]
     val methods       // comma-separated method names, or 'all'
     val base_dir      // folder or URI that relative inputs in the samplesheet are relative to
 

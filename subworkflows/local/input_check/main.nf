@@ -7,7 +7,7 @@ include { SAMPLESHEET_CHECK } from '../../../modules/local/samplesheet_check'
 
 workflow INPUT_CHECK {
     take:
-    ch_samplesheet  // channel (value): the samplesheet CSV, columns sample,input[,label_key][,format]
+    ch_samplesheet  // channel (value): the samplesheet CSV, columns sample,input[,label_key,format,layer]
     ch_methods_spec // channel (value): comma-separated method names, or 'all'
 
     main:
@@ -26,7 +26,7 @@ workflow INPUT_CHECK {
         .filter { name -> name }
 
     emit:
-    samples  = ch_samples                          // channel: [ meta, input ], meta = [id, format, label_key]
+    samples  = ch_samples                          // channel: [ meta, input ], meta = [id, format, label_key, layer]
     methods  = ch_methods                          // channel: one method name per item
     versions = SAMPLESHEET_CHECK.out.versions      // channel: versions.yml
 }
@@ -45,7 +45,8 @@ def sampleFromRow(row, base_dir) {
     def meta = [
         id       : row.sample,
         format   : row.format ?: 'auto',
-        label_key: row.label_key ?: ''
+        label_key: row.label_key ?: '',
+        layer    : row.layer ?: ''
     ]
     return [meta, input]
 }

@@ -23,5 +23,5 @@ workflow {
         PIPELINE_INITIALISATION.out.summary_mqc
     )
 
-    PIPELINE_COMPLETION(GRAPHIMPUTE.out.multiqc_report)
+    PIPELINE_COMPLETION()
 }

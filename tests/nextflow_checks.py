@@ -224,12 +224,19 @@ def nf_test_files(root: Path) -> list[Path]:
     return sorted(root.glob("**/*.nf.test")) + [p for p in [root / "nf-test.config"] if p.is_file()]
 
 
+def groovy_command(*arguments: str) -> list[str]:
+    """java running GroovyMain; fast start-up settings (a short-lived JVM), only the jars needed."""
+    jars = [str(jar) for jar in sorted(groovy_jar_dir().glob("groovy-*.jar"))
+            if re.fullmatch(r"groovy-(json-)?4[\d.]*\.jar", jar.name)]
+    return ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", os.pathsep.join(jars),
+            "groovy.ui.GroovyMain", *arguments]
+
+
 def check_groovy_syntax(root: Path) -> list[str]:
     """Every .nf, .config and nf-test file parses as Groovy 4 (the language DSL2 and nf-test use)."""
     files = [str(p) for p in nf_files(root) + config_files(root) + nf_test_files(root)]
     checker = Path(__file__).resolve().parents[1] / "scripts" / "check_groovy_syntax.groovy"
-    done = subprocess.run(["java", "-cp", f"{groovy_jar_dir()}/*", "groovy.ui.GroovyMain", str(checker), *files],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(groovy_command(str(checker), *files), capture_output=True, text=True, timeout=300)
     problems = [line for line in done.stdout.splitlines() if line.startswith("ERROR")]
     if done.returncode != 0 and not problems:
         problems.append(f"Groovy parser failed to run: {done.stderr.strip()[:500]}")
@@ -505,6 +512,51 @@ def check_includes_and_emits(root: Path) -> list[str]:
     return problems
 
 
+def _arity(root: Path) -> dict[str, int]:
+    """Inputs of every process and take: items of every workflow, by name."""
+    arity = {}
+    for name, process in processes(root).items():
+        arity[name] = len(re.findall(r"(?m)^\s*(?:tuple|path|val|env|stdin|each|file)\b",
+                                     mask_groovy(process.parts.get("input", ""))))
+    for path in nf_files(root):
+        for name, body in blocks(path.read_text(), "workflow").items():
+            if name:
+                take = mask_groovy(sections(body).get("take", ""))
+                arity[name] = len(re.findall(r"(?m)^\s*\w+\s*$", take))
+    return arity
+
+
+def check_call_arity(root: Path) -> list[str]:
+    """Every call of a process or workflow passes as many arguments as it declares inputs."""
+    problems = []
+    arity = _arity(root)
+    for path in nf_files(root):
+        masked = mask_groovy(path.read_text())
+        for m in re.finditer(r"(?<![.\w])([A-Z][A-Z0-9_]*)\s*\(", masked):
+            name = m.group(1)
+            if name not in arity:
+                continue
+            depth, args, empty = 0, 0, True
+            for k in range(m.end() - 1, len(masked)):
+                c = masked[k]
+                if c in "([{":
+                    depth += 1
+                elif c in ")]}":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                elif c == "," and depth == 1:
+                    args += 1
+                elif depth >= 1 and not c.isspace():
+                    empty = False
+            given = 0 if empty and args == 0 else args + 1
+            if given != arity[name]:
+                line = masked[: m.start()].count("\n") + 1
+                problems.append(f"{path.relative_to(root)}:{line}: {name} is called with {given} argument(s), "
+                                f"it takes {arity[name]}")
+    return problems
+
+
 # ---- the DAG, from the workflow's channel wiring --------------------------------------------------------
 
 def _statements(body: str) -> list[tuple[str, tuple[str, ...]]]:
@@ -713,8 +765,7 @@ def run_groovy_functions(root: Path, nf_file: str, driver: str) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "functions.groovy"
         path.write_text(script)
-        done = subprocess.run(["java", "-cp", f"{groovy_jar_dir()}/*", "groovy.ui.GroovyMain", str(path)],
-                              capture_output=True, text=True, timeout=300, cwd=root)
+        done = subprocess.run(groovy_command(str(path)), capture_output=True, text=True, timeout=300, cwd=root)
     if done.returncode != 0:
         raise RuntimeError(f"Groovy failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

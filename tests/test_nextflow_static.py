@@ -163,6 +163,21 @@ def test_include_and_emit_check_catches_planted_mistakes(copy):
     assert "main.nf: 'GRAPH_IMPUTE' is not defined in ./workflows/graphimpute" in problems
 
 
+def test_calls_pass_every_declared_input():
+    assert checks.check_call_arity(ROOT) == []
+
+
+def test_arity_check_catches_planted_mistakes(copy):
+    plant(copy, "main.nf", "PIPELINE_COMPLETION()", "PIPELINE_COMPLETION(GRAPHIMPUTE.out.multiqc_report)")
+    plant(copy, "workflows/graphimpute.nf", "GRAPH(ch_graph_input, ch_methods.collect().map { names -> names.join(',') })",
+          "GRAPH(ch_graph_input)")
+    plant(copy, "modules/local/evaluate/main.nf", "    input:\n", "    input:\n    val labels\n")
+    problems = checks.check_call_arity(copy)
+    assert problems == ["main.nf:26: PIPELINE_COMPLETION is called with 1 argument(s), it takes 0",
+                        "workflows/graphimpute.nf:52: GRAPH is called with 1 argument(s), it takes 2",
+                        "workflows/graphimpute.nf:72: EVALUATE is called with 1 argument(s), it takes 2"], problems
+
+
 # ---- the DAG ----------------------------------------------------------------------------------------
 
 def test_dag_is_qc_normalise_mask_graph_impute_evaluate_multiqc():

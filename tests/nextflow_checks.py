@@ -330,7 +330,8 @@ def check_process_commands(root: Path) -> tuple[list[str], list[str]]:
                 try:
                     command = getattr(__import__(module, fromlist=[attr]), attr)
                 except ImportError:
-                    continue  # the tool is not installed here; its options cannot be checked
+                    pending.append(f"{name}: {tool} is not installed here; its options were not checked")
+                    continue
             else:
                 if not program.startswith("graphimpute_"):
                     problems.append(f"{name}: calls {program!r}, not a bin/graphimpute_* wrapper")
@@ -642,9 +643,17 @@ def check_dag(root: Path) -> list[str]:
 
 # ---- module conventions -------------------------------------------------------------------------------
 
-def check_module_conventions(root: Path) -> list[str]:
-    import yaml
+def meta_yml(path: Path) -> tuple[str, set[str]]:
+    """(name, output names) of an nf-core meta.yml: its top-level ``name:`` and the ``- key:`` items
+    of its ``output:`` list (read by hand: PyYAML is not a dependency of the project)."""
+    text = path.read_text()
+    name = re.search(r"(?m)^name:\s*['\"]?([\w-]+)", text)
+    output = re.search(r"(?ms)^output:\s*\n(.*?)(?=^[A-Za-z]|\Z)", text)
+    outputs = set(re.findall(r"(?m)^\s{0,2}-\s+(\w+):", output.group(1))) if output else set()
+    return (name.group(1) if name else ""), outputs
 
+
+def check_module_conventions(root: Path) -> list[str]:
     problems = []
     for name, process in sorted(processes(root).items()):
         where = process.path.relative_to(root)
@@ -666,16 +675,15 @@ def check_module_conventions(root: Path) -> list[str]:
             problems.append(f"{name} ({where}): no stub: block")
         if ("process_gpu" in process.labels) != (name == "IMPUTE"):
             problems.append(f"{name} ({where}): only IMPUTE carries the process_gpu label")
-        meta_yml = process.path.parent / "meta.yml"
-        if not meta_yml.is_file():
-            problems.append(f"{name}: no {meta_yml.relative_to(root)}")
+        meta_yml_path = process.path.parent / "meta.yml"
+        if not meta_yml_path.is_file():
+            problems.append(f"{name}: no {meta_yml_path.relative_to(root)}")
             continue
-        meta = yaml.safe_load(meta_yml.read_text())
-        if str(meta.get("name", "")).upper() != name:
-            problems.append(f"{meta_yml.relative_to(root)}: name {meta.get('name')!r} is not {name.lower()}")
-        documented = {key for item in meta.get("output", []) for key in item}
+        documented_name, documented = meta_yml(meta_yml_path)
+        if documented_name.upper() != name:
+            problems.append(f"{meta_yml_path.relative_to(root)}: name {documented_name!r} is not {name.lower()}")
         for emit in sorted(process.emits - documented):
-            problems.append(f"{meta_yml.relative_to(root)}: output '{emit}' is not documented")
+            problems.append(f"{meta_yml_path.relative_to(root)}: output '{emit}' is not documented")
     return problems
 
 

@@ -70,12 +70,18 @@ def test_every_step_process_is_checked():
 
 
 @pytest.mark.parametrize("relative, old, new, expected", [
-    ("modules/local/qc/main.nf", "--output ${prefix}.h5ad", "--outptu ${prefix}.h5ad", "QC: graphimpute_qc is given --outptu"),
-    ("modules/local/impute/main.nf", "graphimpute_impute \\", "graphimpute_imputer \\", "IMPUTE: graphimpute_imputer is not a bin/ wrapper"),
-    ("conf/modules.config", '"--n-pcs ${params.n_pcs}', '"--npcs ${params.n_pcs}', "GRAPH: graphimpute_graph is given --npcs"),
-    ("modules/local/normalise/main.nf", "graphimpute_normalise \\", "python -m graphimpute normalise \\", "NORMALISE: calls 'python'"),
-    ("bin/graphimpute_mask", 'main(["mask"', 'main(["masking"', "MASK: graphimpute_mask forwards to `graphimpute masking`"),
-    ("modules/local/impute/main.nf", '"--param \'${key}', '"--parameter \'${key}', "IMPUTE: graphimpute_impute is given --parameter"),
+    ("modules/local/qc/main.nf", "--output ${prefix}.h5ad", "--outptu ${prefix}.h5ad",
+     "QC: graphimpute_qc is given --outptu"),
+    ("modules/local/impute/main.nf", "graphimpute_impute \\", "graphimpute_imputer \\",
+     "IMPUTE: graphimpute_imputer is not a bin/ wrapper"),
+    ("conf/modules.config", '"--n-pcs ${params.n_pcs}', '"--npcs ${params.n_pcs}',
+     "GRAPH: graphimpute_graph is given --npcs"),
+    ("modules/local/normalise/main.nf", "graphimpute_normalise \\", "python -m graphimpute normalise \\",
+     "NORMALISE: calls 'python'"),
+    ("bin/graphimpute_mask", 'main(["mask"', 'main(["masking"',
+     "MASK: graphimpute_mask forwards to `graphimpute masking`"),
+    ("modules/local/impute/main.nf", '"--param \'${key}', '"--parameter \'${key}',
+     "IMPUTE: graphimpute_impute is given --parameter"),
 ])
 def test_command_check_catches_planted_mistakes(copy, relative, old, new, expected):
     plant(copy, relative, old, new)

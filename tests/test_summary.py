@@ -101,7 +101,8 @@ def test_multiqc_merges_one_table_per_step(tmp_path):
                           step="normalise")
     config = Path(__file__).resolve().parents[1] / "assets" / "multiqc_config.yml"
     done = subprocess.run([str(multiqc), "--force", "--config", str(config),
-                           "--filename", "multiqc_report.html", "--outdir", str(tmp_path / "report"), str(folder)], capture_output=True, text=True)
+                           "--filename", "multiqc_report.html", "--outdir", str(tmp_path / "report"), str(folder)],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     table = (tmp_path / "report" / "multiqc_report_data" / "multiqc_graphimpute_normalise_table.txt").read_text()
     rows = [line.split("\t") for line in table.splitlines()]

@@ -308,7 +308,7 @@ def run_command(input_path, outdir, method_list, sample, benchmark, mask_fractio
 @main.command("check-samplesheet")
 @click.argument("samplesheet_path", metavar="SAMPLESHEET", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The checked samplesheet: resolved inputs and formats (columns sample,input,format,label_key,layer).")
+              help="The checked samplesheet, inputs and formats resolved (sample,input,format,label_key,layer).")
 @click.option("--methods", "method_list", default=None,
               help="Also check these methods (comma-separated, or 'all') against the registry.")
 @click.option("--write-methods", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -118,10 +118,11 @@ class Evaluation:
             wide = wide.merge(self.runs[["sample", "method", "device"]], on=["sample", "method"], how="left")
         return wide
 
-    def write(self, outdir: str | Path) -> list[Path]:
+    def write(self, outdir: str | Path, *, steps: Mapping[str, str] | None = None) -> list[Path]:
         """Writes ``<sample>.metrics.tsv`` (long), ``<sample>.summary.tsv`` (wide),
         ``<sample>.summary.json``, ``<sample>.runs.tsv``, ``<sample>.histories.tsv``,
-        ``<sample>.embeddings.tsv`` and ``<sample>.versions.json`` into ``outdir``."""
+        ``<sample>.embeddings.tsv`` and ``<sample>.versions.json`` into ``outdir``. ``steps``: the
+        pipeline's record of this step, kept in summary.json."""
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
         written = []
@@ -130,7 +131,8 @@ class Evaluation:
         for name, table in tables.items():
             written.append(_atomic_write(outdir / f"{self.sample}.{name}.tsv",
                                          table.to_csv(sep="\t", index=False, na_rep="NaN")))
-        written.append(_atomic_write(outdir / f"{self.sample}.summary.json", json.dumps(self.summary_json(), indent=2)))
+        summary = {**self.summary_json(), **({"steps": dict(steps)} if steps else {})}
+        written.append(_atomic_write(outdir / f"{self.sample}.summary.json", json.dumps(summary, indent=2)))
         written.append(_atomic_write(outdir / f"{self.sample}.versions.json", json.dumps(self.versions, indent=2)))
         return written
 
@@ -436,17 +438,23 @@ def _labels(out: AnnData, label_key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict[str, Any], list[dict]]:
+    """Resources from the provenance, and the history as long rows. The IMPUTE step stores the epochs
+    as columns (term -> array, see pipeline.h5ad_safe); a list of per-epoch dicts is read too."""
     history = dict(prov.get("history") or {})
-    epochs = list(history.get("epochs") or [])
+    epochs = history.get("epochs")
+    if isinstance(epochs, Mapping):
+        columns = {k: np.asarray(v, dtype=float).ravel() for k, v in epochs.items()}
+        n = max((len(v) for v in columns.values()), default=0)
+        epochs = [{k: v[i] for k, v in columns.items() if i < len(v)} for i in range(n)]
+    epochs = list(epochs or [])
     wall = prov.get("wall_time_s", history.get("wall_time_s"))
     peak = prov.get("peak_memory_mb", history.get("peak_memory_mb"))
-    best = history.get("best_epoch")
     run = {
         "sample": sample, "method": method,
         "device": str(prov.get("device") or history.get("device") or "NA"),
         "wall_time_s": _float(wall), "peak_memory_mb": _float(peak),
-        "epochs": float(history.get("n_epochs", len(epochs))) if history else float("nan"),
-        "best_epoch": _float(best),
+        "epochs": _float(history.get("n_epochs", len(epochs))) if epochs or "n_epochs" in history else float("nan"),
+        "best_epoch": _float(history.get("best_epoch")),
         "seed": prov.get("seed"),
     }
     rows = [{"sample": sample, "method": method, "epoch": i + 1, "term": term, "value": _float(value)}

@@ -35,7 +35,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from graphimpute import _keys
+from graphimpute import _keys, normalise
 from graphimpute.errors import GraphImputeError
 
 log = logging.getLogger(__name__)
@@ -188,17 +188,16 @@ def _refresh(masked: AnnData, *, hidden_per_cell: np.ndarray, lost_genes_per_cel
     dropped = [c for c in obs.columns if c.startswith(_OBS_DROP_PREFIXES)]
     masked.obs = obs.drop(columns=dropped)
 
-    median = float(np.median(library[library > 0])) if np.any(library > 0) else 1.0
-    size_factor = np.where(library > 0, library / median, 1.0)
+    # NORMALISE's rule (library / median library) on the masked libraries: a one-column "count matrix"
+    # whose row sums are those libraries
+    factors = normalise.size_factors(library[:, None])
     if _keys.SIZE_FACTOR in masked.obs or _keys.LOGNORM in masked.layers:
-        masked.obs[_keys.SIZE_FACTOR] = size_factor
+        masked.obs[_keys.SIZE_FACTOR] = factors.astype(np.float32)
     stale_layers = [k for k in masked.layers if k != _keys.LOGNORM]
     for key in stale_layers:
         del masked.layers[key]
     if _keys.LOGNORM in masked.layers:
-        lognorm = sp.csr_matrix(masked.X, dtype=np.float32, copy=True)
-        lognorm.data = np.log1p(lognorm.data / np.repeat(size_factor, np.diff(lognorm.indptr))).astype(np.float32)
-        masked.layers[_keys.LOGNORM] = lognorm
+        masked.layers[_keys.LOGNORM] = normalise.lognorm(masked.X, factors)
 
     var = masked.var
     x = sp.csr_matrix(masked.X)

@@ -132,10 +132,14 @@ def _separated(n_per=30, n_genes=40, seed=0):
     return np.vstack(blocks).astype(np.float32), np.repeat(["g0", "g1", "g2"], n_per)
 
 
-def test_clustering_recovers_separated_groups():
+def test_clustering_recovers_separated_groups_and_is_deterministic():
     x, labels = _separated()
     scores, emb = clustering_metrics(x, labels, settings=Settings(n_pcs=10, kmeans_seeds=2, umap=False))
     assert emb is None
+    noisy = x + np.random.default_rng(3).poisson(8.0, size=x.shape)
+    first = clustering_metrics(noisy, labels, settings=Settings(n_pcs=10, kmeans_seeds=2, umap=False))[0]
+    again = clustering_metrics(noisy, labels, settings=Settings(n_pcs=10, kmeans_seeds=2, umap=False))[0]
+    assert first == again
     for method in ("kmeans", "leiden"):
         assert scores[f"{method}_ari"] == pytest.approx(1.0)
         assert scores[f"{method}_accuracy"] == pytest.approx(1.0)

@@ -41,10 +41,10 @@ def plant(root: Path, relative: str, old: str, new: str, count: int = 1) -> None
 # ---- process commands -------------------------------------------------------------------------------
 
 def test_processes_call_existing_subcommands_with_existing_options():
-    problems, pending = checks.check_process_commands(ROOT)
+    problems, notes = checks.check_process_commands(ROOT)
     assert problems == []
-    for note in pending:  # a subcommand the docs promise that the CLI does not have yet
-        print("pending:", note)
+    for note in notes:  # e.g. multiqc not installed here: its options could not be checked
+        print("not checked:", note)
 
 
 def test_the_checks_see_every_pipeline_file():
@@ -64,7 +64,7 @@ def test_every_step_process_is_checked():
     for name, process in found.items():
         programs = [program for program, _, _ in checks.script_commands(process)]
         if name in checks.THIRD_PARTY:
-            assert programs == [checks.THIRD_PARTY[name][0]]
+            assert programs == ["graphimpute_report", checks.THIRD_PARTY[name][0]]
         else:
             assert programs and all(program.startswith("graphimpute_") for program in programs), (name, programs)
 
@@ -82,6 +82,8 @@ def test_every_step_process_is_checked():
      "MASK: graphimpute_mask forwards to `graphimpute masking`"),
     ("modules/local/impute/main.nf", '"--param \'${key}', '"--parameter \'${key}',
      "IMPUTE: graphimpute_impute is given --parameter"),
+    ("modules/local/multiqc/main.nf", "--no-render", "--no-html", "MULTIQC: graphimpute_report is given --no-html"),
+    ("modules/local/multiqc/main.nf", "--force", "--forced", "MULTIQC: multiqc is given --forced"),
 ])
 def test_command_check_catches_planted_mistakes(copy, relative, old, new, expected):
     plant(copy, relative, old, new)
@@ -178,10 +180,10 @@ def test_arity_check_catches_planted_mistakes(copy):
     plant(copy, "workflows/graphimpute.nf", "GRAPH(ch_graph_input, ch_methods.collect().map { names -> names.join(',') })",
           "GRAPH(ch_graph_input)")
     plant(copy, "modules/local/evaluate/main.nf", "    input:\n", "    input:\n    val labels\n")
-    problems = checks.check_call_arity(copy)
-    assert problems == ["main.nf:26: PIPELINE_COMPLETION is called with 1 argument(s), it takes 0",
-                        "workflows/graphimpute.nf:52: GRAPH is called with 1 argument(s), it takes 2",
-                        "workflows/graphimpute.nf:72: EVALUATE is called with 1 argument(s), it takes 2"], problems
+    problems = [re.sub(r":\d+:", ":", problem) for problem in checks.check_call_arity(copy)]  # lines vary
+    assert problems == ["main.nf: PIPELINE_COMPLETION is called with 1 argument(s), it takes 0",
+                        "workflows/graphimpute.nf: GRAPH is called with 1 argument(s), it takes 2",
+                        "workflows/graphimpute.nf: EVALUATE is called with 1 argument(s), it takes 2"], problems
 
 
 # ---- the DAG ----------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_qc_row_has_counts_and_every_filter(tmp_path):
     record = {"qc": {"cells_in": 10, "genes_in": 5, "cells_out": 6, "genes_out": 4,
                      "removed": {"cells_min_genes": 3, "cells_max_pct_mt": 1, "genes_min_cells": 1}}}
     row = summary.summarise(_write(tmp_path, "s.h5ad", record), step="qc", sample="s")
-    assert row == {"Sample": "s", "cells": 6, "genes": 4, "cells_in": 10, "genes_in": 5, "cells_out": 6,
+    assert row == {"Sample": "s", "cells": 6, "genes": 4, "nonzero_counts": 24, "cells_in": 10, "genes_in": 5, "cells_out": 6,
                    "genes_out": 4, "removed_cells_min_genes": 3, "removed_cells_max_pct_mt": 1,
                    "removed_genes_min_cells": 1}
 
@@ -83,8 +83,8 @@ def test_cli_writes_multiqc_custom_content(tmp_path):
     assert result.exit_code == 0, result.output
     header, columns, values = _table(out)
     assert "# id: 'graphimpute_normalise'" in header and "# plot_type: 'table'" in header
-    assert columns == ["Sample", "cells", "genes", "genes_in", "genes_out", "n_top_genes"]
-    assert values == ["s1", "6", "4", "9", "4", "4"]  # sample name defaults to the file's stem
+    assert columns == ["Sample", "cells", "genes", "nonzero_counts", "genes_in", "genes_out", "n_top_genes"]
+    assert values == ["s1", "6", "4", "24", "9", "4", "4"]  # sample name defaults to the file's stem
 
 
 def test_multiqc_merges_one_table_per_step(tmp_path):

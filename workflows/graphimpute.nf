@@ -40,6 +40,7 @@ workflow GRAPHIMPUTE {
     // Benchmark mode hides counts before the graphs are built; only EVALUATE reads the truth.
     ch_graph_input = NORMALISE.out.h5ad
     ch_truth       = channel.empty()
+    ch_evaluated   = channel.empty()
     if (params.benchmark) {
         MASK(NORMALISE.out.h5ad)
         ch_graph_input   = MASK.out.h5ad
@@ -71,7 +72,7 @@ workflow GRAPHIMPUTE {
             .map { id, imputed, meta, truth -> [meta, imputed.sort { path -> path.name }, truth] }
         EVALUATE(ch_evaluate_input)
         ch_versions      = ch_versions.mix(EVALUATE.out.versions)
-        ch_multiqc_files = ch_multiqc_files.mix(EVALUATE.out.tsv.map { meta, tsv -> tsv })
+        ch_evaluated     = EVALUATE.out.results.flatMap { meta, tables, jsons -> tables + jsons }
     }
 
     // Software versions of every task, once each, plus the workflow's own.
@@ -89,6 +90,7 @@ workflow GRAPHIMPUTE {
 
     MULTIQC(
         ch_multiqc_files.mix(ch_versions_file, ch_summary_file).collect(),
+        ch_evaluated.collect().ifEmpty([]),
         file(params.multiqc_config, checkIfExists: true)
     )
 

@@ -22,7 +22,8 @@ STEPS = ("qc", "normalise", "mask", "graph", "impute")
 _SECTIONS = {
     "qc": ("QC", "Cells and genes before and after quality control, and what each filter removed."),
     "normalise": ("Normalisation", "Genes kept (highly variable genes) for the graphs and the methods."),
-    "mask": ("Benchmark mask", "Counts hidden from the methods; only the evaluation sees them."),
+    "mask": ("Benchmark mask", "The masking scheme; nonzero_counts is what the methods still see (the hidden "
+                               "counts are in the truth file, read only by the evaluation)."),
     "graph": ("Graphs", "Graphs built for the chosen methods: stored entries (an undirected edge counts "
                         "twice) and mean degree."),
     "impute": ("Imputation", "Runtime, peak memory, device and training of each method on each sample."),
@@ -39,7 +40,10 @@ def summarise(path, *, step: str, sample: str) -> dict[str, Any]:
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            n_cells, n_genes = (int(n) for n in f["X"].attrs["shape"]) if "shape" in f["X"].attrs else f["X"].shape
+            matrix = f["X"]
+            sparse = isinstance(matrix, h5py.Group)
+            n_cells, n_genes = (int(n) for n in (matrix.attrs["shape"] if sparse else matrix.shape))
+            nonzero = int(matrix["data"].shape[0]) if sparse else None
             record = read_elem(f["uns"][_keys.UNS]) if "uns" in f and _keys.UNS in f["uns"] else {}
             nnz = {f"{where}/{key}": int(f[where][key]["data"].shape[0])
                    for where in ("obsp", "varp") if where in f for key in f[where]}
@@ -48,6 +52,8 @@ def summarise(path, *, step: str, sample: str) -> dict[str, Any]:
     if step not in record and step != "graph":
         raise InputError(path, f"no uns['{_keys.UNS}']['{step}'] record: is this the output of the {step} step?")
     row: dict[str, Any] = {"Sample": sample, "cells": n_cells, "genes": n_genes}
+    if nonzero is not None:
+        row["nonzero_counts"] = nonzero
     row.update(_ROWS[step](record.get(step, {}), nnz=nnz, n_cells=n_cells, n_genes=n_genes))
     return row
 
@@ -86,9 +92,9 @@ def _normalise(record, **_) -> dict[str, Any]:
             "n_top_genes": record.get("n_top_genes")}
 
 
-def _mask(record, *, n_cells, n_genes, **_) -> dict[str, Any]:
-    return {"scheme": record.get("scheme"), "fraction": record.get("fraction"), "hidden": record.get("n_hidden"),
-            "seed": record.get("seed")}
+def _mask(record, **_) -> dict[str, Any]:
+    # what was hidden is counted in the truth file, which only EVALUATE reads
+    return {"scheme": record.get("scheme"), "fraction": record.get("fraction"), "seed": record.get("seed")}
 
 
 def _graph(record, *, nnz, n_cells, n_genes, **_) -> dict[str, Any]:

@@ -9,9 +9,10 @@ process EVALUATE {
     tuple val(meta), path(imputed, stageAs: 'impute/*'), path(truth, stageAs: 'truth/*')  // every method of one sample
 
     output:
-    tuple val(meta), path("${prefix}.evaluate.tsv"), emit: tsv
-    path "${prefix}.evaluate.log"                  , emit: log
-    path "versions.yml"                           , emit: versions
+    tuple val(meta), path("${prefix}.{metrics,summary,runs,histories,embeddings}.tsv"), path("${prefix}.{summary,versions}.json"), emit: results
+    tuple val(meta), path("${prefix}.metrics.tsv"), emit: metrics
+    path "${prefix}.evaluate.log"                 , emit: log
+    path "versions.yml"                          , emit: versions
 
     when:
     task.ext.when == null || task.ext.when
@@ -24,7 +25,8 @@ process EVALUATE {
     graphimpute_evaluate \\
         ${imputed} \\
         --truth ${truth} \\
-        --output ${prefix}.evaluate.tsv \\
+        --outdir . \\
+        --sample ${prefix} \\
         ${label_key} \\
         --log-file ${prefix}.evaluate.log \\
         --quiet \\
@@ -40,7 +42,8 @@ process EVALUATE {
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.evaluate.tsv ${prefix}.evaluate.log
+    touch ${prefix}.metrics.tsv ${prefix}.summary.tsv ${prefix}.runs.tsv ${prefix}.histories.tsv ${prefix}.embeddings.tsv
+    touch ${prefix}.summary.json ${prefix}.versions.json ${prefix}.evaluate.log
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -44,6 +44,10 @@ class ZINBAutoencoder(nn.Module):
         self.mean = nn.Linear(width, n_genes)
         self.dispersion = nn.Linear(width, n_genes)
         self.dropout = nn.Linear(width, n_genes)
+        for layer in self.modules():  # DCA's (Keras') initialisation: Glorot-uniform weights, zero biases
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         h = self.body(x)

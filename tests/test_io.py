@@ -118,6 +118,19 @@ def test_transpose_reads_genes_by_cells_and_warns_when_orientation_looks_wrong(t
     assert got.shape == small.shape
 
 
+def test_counts_from_a_layer_or_raw(tmp_path, small):
+    a = small.copy()
+    a.layers["counts"] = a.X.copy()
+    a.raw = a
+    a.X = sp.csr_matrix(np.log1p(a.X.toarray()))
+    path = tmp_path / "normalised.h5ad"
+    a.write_h5ad(path)
+    for layer in ("counts", "raw"):
+        np.testing.assert_array_equal(io.read(path, layer=layer).X.toarray(), small.X.toarray())
+    with pytest.raises(InputError, match="layer 'cnts' not found; layers: counts"):
+        io.read(path, layer="cnts")
+
+
 def test_write_is_atomic_and_leaves_no_temp_file(tmp_path, small):
     out = io.write_h5ad(small, tmp_path / "sub" / "a.h5ad")
     assert out.exists() and os.listdir(out.parent) == ["a.h5ad"]

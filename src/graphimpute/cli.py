@@ -132,6 +132,8 @@ def read_options(func):
         click.option("--transpose", is_flag=True, help="The CSV/TSV table is genes x cells."),
         click.option("--allow-non-integer", is_flag=True, help="Accept non-integer values (counts are expected)."),
         click.option("--label-key", default=None, help="Cell annotation column with cell types (checked to exist)."),
+        click.option("--layer", default=None,
+                     help="h5ad: read counts from this layer ('raw' for .raw) instead of X."),
     ]):
         func = option(func)
     return func
@@ -194,12 +196,12 @@ def main():
 @read_options
 @qc_options
 @common("graphimpute.log")
-def qc_command(input_path, output, fmt, transpose, allow_non_integer, label_key, seed, quiet, **kwargs):
+def qc_command(input_path, output, fmt, transpose, allow_non_integer, label_key, layer, seed, quiet, **kwargs):
     """Read INPUT (h5ad, 10x directory, 10x h5, CSV/TSV), validate it and filter cells and genes."""
     from graphimpute import pipeline
 
     pipeline.qc_step(input_path, output, fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer,
-                     label_key=label_key, **_qc_kwargs(kwargs))
+                     label_key=label_key, layer=layer, **_qc_kwargs(kwargs))
     log.info("wrote %s", output)
 
 
@@ -280,7 +282,7 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
 @functools.partial(_apply, graph_options + impute_options)
 @common("OUTDIR/pipeline_info/graphimpute.log")
 def run_command(input_path, outdir, method_list, sample, benchmark, mask_fraction, force, fmt, transpose,
-                allow_non_integer, label_key, n_top_genes, n_pcs, n_neighbors, param_pairs, params_file, device,
+                allow_non_integer, label_key, layer, n_top_genes, n_pcs, n_neighbors, param_pairs, params_file, device,
                 checkpoint_every, resume, workdir, seed, quiet, **kwargs):
     """The whole chain in one process: QC, normalise, [mask], graph, impute (each method)."""
     from graphimpute import methods, pipeline
@@ -292,7 +294,7 @@ def run_command(input_path, outdir, method_list, sample, benchmark, mask_fractio
     ctx = _ctx(seed, device, quiet, checkpoint_every, resume, workdir)
     options = pipeline.RunOptions(
         methods=names, sample=sample, benchmark=benchmark, label_key=label_key, force=force,
-        read=dict(fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer), qc=_qc_kwargs(kwargs),
+        read=dict(fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer, layer=layer), qc=_qc_kwargs(kwargs),
         n_top_genes=_n_top_genes(n_top_genes), mask_fraction=mask_fraction, n_pcs=n_pcs, n_neighbors=n_neighbors,
         method_params={names[0]: overrides} if overrides else {}, ctx=ctx)
     if outdir.exists() and Path(input_path).resolve().is_relative_to(outdir.resolve()):

@@ -29,11 +29,12 @@ _BARCODE = re.compile(r"^[ACGTN]{8,}(-\d+)?$")
 
 
 def read(path, *, fmt: str = "auto", transpose: bool = False, allow_non_integer: bool = False,
-         label_key: str | None = None) -> AnnData:
+         label_key: str | None = None, layer: str | None = None) -> AnnData:
     """Read and validate a count matrix (h5ad, 10x directory, 10x h5, CSV/TSV).
 
-    ``transpose`` is for genes x cells tables. Non-integer values are refused unless
-    ``allow_non_integer``; ``label_key`` must name an ``obs`` column when given."""
+    ``transpose`` is for genes x cells tables. ``layer`` takes an h5ad's counts from
+    ``layers[layer]`` (or ``raw`` for ``adata.raw``) instead of ``X``. Non-integer values are refused
+    unless ``allow_non_integer``; ``label_key`` must name an ``obs`` column when given."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file or directory")
@@ -52,6 +53,8 @@ def read(path, *, fmt: str = "auto", transpose: bool = False, allow_non_integer:
         adata = _orient_table(adata, path, transpose)
     elif transpose:
         log.warning("%s: --transpose only applies to CSV/TSV tables; ignored for %s", path, fmt)
+    if layer is not None:
+        adata = _counts_from_layer(adata, path, fmt, layer)
     validate(adata, path, allow_non_integer=allow_non_integer, label_key=label_key)
     return adata
 
@@ -127,6 +130,20 @@ def check_output(inputs, output) -> None:
     for inp in [inputs] if isinstance(inputs, (str, Path)) else inputs:
         if Path(inp).resolve() == out:
             raise InputError(output, "the output path is the input path; inputs are never overwritten")
+
+
+def _counts_from_layer(adata: AnnData, path: Path, fmt: str, layer: str) -> AnnData:
+    """Put the counts stored in ``layer`` (or ``raw``) into X; other layers are dropped."""
+    if fmt != "h5ad":
+        raise InputError(path, f"--layer applies to h5ad input only, not {fmt}")
+    if layer == "raw":
+        if adata.raw is None:
+            raise InputError(path, "--layer raw given, but the file has no .raw")
+        return AnnData(X=adata.raw.X, obs=adata.obs, var=adata.raw.var, uns=adata.uns)
+    if layer not in adata.layers:
+        found = ", ".join(adata.layers.keys()) or "none"
+        raise InputError(path, f"layer {layer!r} not found; layers: {found} (or 'raw' for .raw)")
+    return AnnData(X=adata.layers[layer], obs=adata.obs, var=adata.var, uns=adata.uns, obsm=adata.obsm)
 
 
 def _read_h5ad(path: Path) -> AnnData:

@@ -32,14 +32,14 @@ _VERSIONED = ("graphimpute", "torch", "torch-geometric", "scanpy", "anndata", "n
 # is what ``run`` compares to decide whether a finished output can be kept.
 
 def qc_step(input_path, output, *, fmt="auto", transpose=False, allow_non_integer=False, label_key=None,
-            **qc_params) -> Path:
+            layer=None, **qc_params) -> Path:
     """Read any supported format, validate, QC, write h5ad."""
     io.check_output(input_path, output)
     adata = io.read(input_path, fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer,
-                    label_key=label_key)
+                    label_key=label_key, layer=layer)
     out = qc.run_qc(adata, source=str(input_path), **qc_params)
     _store_record(out, "qc", [input_path], dict(fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer,
-                                                label_key=label_key, **qc_params))
+                                                label_key=label_key, layer=layer, **qc_params))
     return io.write_h5ad(out, output)
 
 
@@ -124,7 +124,7 @@ class RunOptions:
     benchmark: bool = False
     label_key: str | None = None
     force: bool = False
-    read: dict[str, Any] = field(default_factory=dict)  # fmt, transpose, allow_non_integer
+    read: dict[str, Any] = field(default_factory=dict)  # fmt, transpose, allow_non_integer, layer
     qc: dict[str, Any] = field(default_factory=dict)
     n_top_genes: int | None = 2000
     mask_fraction: float = 0.1

@@ -424,12 +424,14 @@ def methods_command(as_json):
     if as_json:
         click.echo(json.dumps({name: {"kind": m.kind, "summary": m.summary, "citation": m.citation,
                                       "trains": m.trains, "defaults": dict(m.defaults),
-                                      "graphs": [g.key for g in m.graphs]}
+                                      "graphs": [g.key for g in m.graphs], "available": m.is_available,
+                                      "missing": list(m.missing())}
                                for name, m in entries.items()}, indent=2, default=str))
         return
     width = max(map(len, entries))
     for name, m in entries.items():
-        click.echo(f"{name:<{width}}  {m.kind:<8}  {m.summary}  [{m.citation}]")
+        missing = f"  (not installed: {', '.join(m.missing())}; {m.install_hint})" if m.missing() else ""
+        click.echo(f"{name:<{width}}  {m.kind:<8}  {m.summary}  [{m.citation}]{missing}")
 
 
 if __name__ == "__main__":

@@ -56,3 +56,13 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self.peak_mb = max(self.peak_mb, rss_mb())
+
+
+def require_memory(needed_gb: float, *, limit_gb: float, what: str, advice: str) -> None:
+    """Stop before work estimated to need more than ``limit_gb``: a ``ResourceError`` that names the
+    estimate, the limit and what to change, instead of a crash (or the OOM killer) part-way through."""
+    from graphimpute.errors import ResourceError
+
+    if needed_gb > limit_gb:
+        raise ResourceError(f"{what} needs about {needed_gb:.1f} GB, above the limit of {limit_gb:g} GB; "
+                            f"{advice}")

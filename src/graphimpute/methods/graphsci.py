@@ -4,8 +4,9 @@ gene-gene adjacency.
 
 Paper equations implemented here (numbers from the paper's Transparent Methods):
 - (1) X = log1p(counts / size_factor), then each gene scaled to zero mean and unit variance;
-- (3)-(4) gene branch: H = ReLU(Ã Xᵀ W₁), [μ, log σ²] = Ã H W₂ with Ã = D^-½(A+I)D^-½ of the gene
-  Pearson graph (PyG's GCNConv); Z = μ + σ·ε while training, Z = μ at inference;
+- (3)-(4) gene branch: H = tanh(Ã Xᵀ W₁) (the official code's tanh; eq. 3's ReLU diverges at the
+  paper's learning rate on dense expression features), [μ, log σ²] = Ã H W₂ with Ã = D^-½(A+I)D^-½ of
+  the gene Pearson graph (PyG's GCNConv); Z = μ + σ·ε while training, Z = μ at inference;
 - (18) learned adjacency Â = sigmoid(Z Zᵀ), trained by weighted binary cross-entropy against A + I;
 - (5) expression branch: tanh(X (W ⊙ Â) + b) with W a learned genes x genes matrix: the learned
   adjacency weights every gene-to-gene connection of the first layer, so the inferred gene relations
@@ -35,8 +36,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 from torch_geometric.utils import negative_sampling
 
-from graphimpute import _keys, graphs, monitor, train
-from graphimpute.errors import ResourceError
+from graphimpute import _keys, graphs, monitor, normalise, train
+from graphimpute.errors import GraphImputeError, ResourceError
 from graphimpute.methods._base import GraphSpec, ImputeResult, Method
 from graphimpute.nn.losses import zinb_nll
 
@@ -50,6 +51,7 @@ LEARNED_GRAPH_KEY = "graphsci_learned"
 MEAN_RANGE = (1e-5, 1e6)
 DISPERSION_RANGE = (1e-4, 1e4)
 MAX_LOGVAR = 20.0
+ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu}
 
 DEFAULTS = {
     "epochs": 100,  # official code (the paper gives none); one full-batch step per epoch
@@ -60,6 +62,7 @@ DEFAULTS = {
     "hidden": 16,  # paper: hidden layers of both encoders
     "latent": 32,  # paper: D, the latent dimension
     "dropout": 0.2,  # paper; applied to the inputs of the GCN layers, as the official code does
+    "gcn_activation": "tanh",  # official code; the paper's eq. 3 says relu (diverges, docs/methods.md)
     "weight_decay": 1e-3,  # paper: L2 coefficient
     "batch_size": 0,  # cells per step; 0 = all cells in one step (official code, its flag is unused)
     "max_genes": 10000,  # this project: refuse above (genes x genes weights and adjacency)
@@ -73,9 +76,13 @@ class GraphSCIModule(nn.Module):
     """The two branches. Shapes: gene features (G, n) = the cells' scaled log expression transposed;
     ``edge_index`` (2, E) the gene graph without self-loops (GCNConv adds them); cell input (b, G)."""
 
-    def __init__(self, *, n_cells: int, n_genes: int, hidden: int, latent: int, dropout: float):
+    def __init__(self, *, n_cells: int, n_genes: int, hidden: int, latent: int, dropout: float,
+                 gcn_activation: str = "tanh"):
         super().__init__()
+        if gcn_activation not in ACTIVATIONS:
+            raise GraphImputeError(f"gcn_activation must be one of {', '.join(ACTIVATIONS)}, not {gcn_activation!r}")
         self.dropout = dropout
+        self.gcn_activation = ACTIVATIONS[gcn_activation]
         self.gcn_hidden = GCNConv(n_cells, hidden, bias=False, cached=True)  # eq. 3
         self.gcn_mean = GCNConv(hidden, latent, bias=False, cached=True)  # eq. 4
         self.gcn_logvar = GCNConv(hidden, latent, bias=False, cached=True)
@@ -93,7 +100,7 @@ class GraphSCIModule(nn.Module):
     def encode_genes(self, gene_x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance (G, latent) of each gene's Gaussian latent (eqs. 3-4)."""
         h = F.dropout(gene_x, self.dropout, self.training)
-        h = F.relu(self.gcn_hidden(h, edge_index))
+        h = self.gcn_activation(self.gcn_hidden(h, edge_index))
         h = F.dropout(h, self.dropout, self.training)
         return self.gcn_mean(h, edge_index), self.gcn_logvar(h, edge_index).clamp(max=MAX_LOGVAR)
 
@@ -177,29 +184,25 @@ def estimate_memory_mb(*, n_cells: int, n_genes: int, batch_size: int, dense_adj
     return (genes_sq + per_step + data) * 4 / 2**20 + 600
 
 
-def size_factors(adata: AnnData, counts: np.ndarray) -> tuple[np.ndarray, str]:
-    """``obs['size_factor']`` when the pipeline stored it; else library / median library (paper)."""
+def size_factors(adata: AnnData) -> tuple[np.ndarray, str]:
+    """``obs['size_factor']`` when the pipeline stored it; else library / median library of X (paper)."""
     if _keys.SIZE_FACTOR in adata.obs:
         return adata.obs[_keys.SIZE_FACTOR].to_numpy(np.float32), f"obs['{_keys.SIZE_FACTOR}']"
-    library = counts.sum(axis=1)
-    median = np.median(library[library > 0]) if np.any(library > 0) else 1.0
-    return (library / median).astype(np.float32), "library / median library of X"
+    return normalise.size_factors(adata.X).astype(np.float32), "library / median library of X"
 
 
-def scaled_log_expression(counts: np.ndarray, size_factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(log1p(counts / size_factor), the same scaled per gene to zero mean and unit variance) (eq. 1).
-
-    Genes without variance become 0."""
+def scaled_log_expression(counts, size_factor: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """(log1p(counts / size_factor) sparse, the same dense and scaled per gene to zero mean and unit
+    variance: the network's input, eq. 1). Genes without variance become 0."""
     import scanpy as sc
 
-    safe = np.where(size_factor > 0, size_factor, 1.0)[:, None]
-    lognorm = np.log1p(counts / safe).astype(np.float32)
-    tmp = AnnData(X=lognorm.copy())
+    lognorm = normalise.lognorm(counts, np.where(size_factor > 0, size_factor, 1.0))
+    tmp = AnnData(X=lognorm.toarray())
     sc.pp.scale(tmp, zero_center=True)
     return lognorm, np.nan_to_num(np.asarray(tmp.X, dtype=np.float32))
 
 
-def gene_graph(adata: AnnData, lognorm: np.ndarray, max_genes: int) -> tuple[sp.csr_matrix, str]:
+def gene_graph(adata: AnnData, lognorm: sp.csr_matrix, max_genes: int) -> tuple[sp.csr_matrix, str]:
     """The stored gene graph ``varp['gene_pearson']``, or the same graph built here from ``lognorm``."""
     if GRAPH.key in adata.varp:
         return sp.csr_matrix(adata.varp[GRAPH.key]), f"varp['{GRAPH.key}']"
@@ -236,10 +239,10 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
             "if memory allows")
     device = train.resolve_device(ctx.device)
     train.seed_everything(ctx.seed)
+    size_factor, size_factor_source = size_factors(adata)
+    lognorm, x = scaled_log_expression(adata.X, size_factor)
     counts = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
     counts = counts.astype(np.float32, copy=False)
-    size_factor, size_factor_source = size_factors(adata, counts)
-    lognorm, x = scaled_log_expression(counts, size_factor)
     graph, graph_source = gene_graph(adata, lognorm, params["max_genes"])
     del lognorm
 
@@ -255,7 +258,7 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
 
     data = _tensors(x, counts, size_factor, graph, dense, device)
     module = GraphSCIModule(n_cells=n, n_genes=g, hidden=params["hidden"], latent=params["latent"],
-                            dropout=params["dropout"]).to(device)
+                            dropout=params["dropout"], gcn_activation=params["gcn_activation"]).to(device)
     config = train.TrainConfig(
         max_epochs=params["epochs"], lr=params["lr"], weight_decay=params["weight_decay"],
         lr_decay_every=params["lr_decay_steps"], lr_decay=params["lr_decay"],

@@ -187,3 +187,20 @@ def test_memory_refusal_names_a_batch_size_that_then_fits(monkeypatch):
 def test_cuda_is_refused_where_there_is_none():
     with pytest.raises(DeviceError):
         run(simulated(), RunContext(device="cuda", progress=False), epochs=1)
+
+
+def test_impute_step_writes_the_learned_graph_and_provenance(tmp_path):
+    import anndata as ad
+
+    from graphimpute import io, normalise, pipeline
+
+    adata = normalise.normalise(simulated(), n_top_genes=None)
+    source = io.write_h5ad(adata, tmp_path / "in.h5ad")
+    out = pipeline.impute_step(source, tmp_path / "out.h5ad", method="graphsci", params={"epochs": "2"},
+                               ctx=RunContext(progress=False))
+    result = ad.read_h5ad(out)
+    assert result.layers["imputed"].shape == adata.shape
+    assert sp.issparse(result.varp[graphsci.LEARNED_GRAPH_KEY])
+    prov = result.uns["graphimpute"]["impute"]
+    assert prov["info"]["learned_graph"]["key"] == graphsci.LEARNED_GRAPH_KEY
+    assert len(prov["history"]["epochs"]["train_zinb"]) == 2

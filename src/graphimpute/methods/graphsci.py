@@ -176,8 +176,8 @@ def loss(module: GraphSCIModule, cells: Tensor | None, data: _Data) -> dict[str,
 def estimate_memory_mb(*, n_cells: int, n_genes: int, batch_size: int, dense_adjacency: bool) -> float:
     """Peak memory of training, in MB: genes x genes tensors (W with its gradient and Adam moments,
     ZZᵀ, Â, W ⊙ Â and their gradients; the dense BCE's labels and terms), cells x genes tensors of
-    one step (layer outputs, ZINB terms and gradients), the data, and the process itself.
-    Coefficients measured on CPU (bench/graphsci_speed.py), rounded up."""
+    one step (layer outputs, ZINB terms and gradients) and the data, plus 600 MB of margin.
+    Coefficients checked against the measured growth of the process (bench/results/graphsci.md)."""
     genes_sq = (12 + (6 if dense_adjacency else 0)) * n_genes**2
     per_step = 40 * batch_size * n_genes
     data = 4 * n_cells * n_genes
@@ -280,6 +280,8 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
         "learned_graph": {"key": LEARNED_GRAPH_KEY, "n_edges": int(learned.nnz),
                           "threshold": params["learned_graph_threshold"],
                           "top_k": params["learned_graph_top_k"],
+                          "share_of_pairs_above_threshold": _share_above(adjacency,
+                                                                         params["learned_graph_threshold"]),
                           "observed_edges_kept": _share_kept(graph, learned)},
     }
     return ImputeResult(imputed=imputed, history=history.to_dict(), info=info,
@@ -335,6 +337,13 @@ def _infer(module: GraphSCIModule, data: _Data, batch_size: int) -> tuple[np.nda
         mu, _, _ = module.expression(data.x[cells], adjacency)
         chunks.append((mu * data.size_factor[cells, None]).cpu())
     return torch.cat(chunks).numpy().astype(np.float32), adjacency.cpu().numpy()
+
+
+def _share_above(adjacency: np.ndarray, threshold: float) -> float:
+    """Share of distinct gene pairs (no self-pairs) whose learned Â exceeds ``threshold``."""
+    g = adjacency.shape[0]
+    above = int(np.count_nonzero(adjacency > threshold)) - int(np.count_nonzero(np.diag(adjacency) > threshold))
+    return above / max(g * (g - 1), 1)
 
 
 def _share_kept(observed: sp.spmatrix, learned: sp.spmatrix) -> float | None:

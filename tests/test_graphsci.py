@@ -9,7 +9,7 @@ import torch
 from anndata import AnnData
 
 from graphimpute import methods, monitor
-from graphimpute.errors import DeviceError, ResourceError
+from graphimpute.errors import DeviceError, GraphImputeError, ResourceError
 from graphimpute.methods import RunContext
 from graphimpute.methods import graphsci
 
@@ -157,9 +157,11 @@ def test_sampled_adjacency_loss_trains():
     assert epochs[-1]["train_adjacency"] < epochs[0]["train_adjacency"]
 
 
-def test_refuses_too_many_genes():
+def test_refuses_too_many_genes_and_unknown_activation():
     with pytest.raises(ResourceError, match="--n-top-genes"):
         run(simulated(), max_genes=20)
+    with pytest.raises(GraphImputeError, match="gcn_activation"):
+        run(simulated(), gcn_activation="sigmoid")
 
 
 def test_memory_estimate_is_quadratic_in_genes_and_linear_in_batch():

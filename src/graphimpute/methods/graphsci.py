@@ -79,8 +79,6 @@ class GraphSCIModule(nn.Module):
     def __init__(self, *, n_cells: int, n_genes: int, hidden: int, latent: int, dropout: float,
                  gcn_activation: str = "tanh"):
         super().__init__()
-        if gcn_activation not in ACTIVATIONS:
-            raise GraphImputeError(f"gcn_activation must be one of {', '.join(ACTIVATIONS)}, not {gcn_activation!r}")
         self.dropout = dropout
         self.gcn_activation = ACTIVATIONS[gcn_activation]
         self.gcn_hidden = GCNConv(n_cells, hidden, bias=False, cached=True)  # eq. 3
@@ -237,15 +235,10 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
             f"GraphSCI keeps genes x genes weights and adjacency: limited to {params['max_genes']} genes "
             f"({g} given); lower the gene count with --n-top-genes (e.g. 2000), or raise --param max_genes "
             "if memory allows")
+    if params["gcn_activation"] not in ACTIVATIONS:
+        raise GraphImputeError(f"gcn_activation must be one of {', '.join(ACTIVATIONS)}, "
+                               f"not {params['gcn_activation']!r}")
     device = train.resolve_device(ctx.device)
-    train.seed_everything(ctx.seed)
-    size_factor, size_factor_source = size_factors(adata)
-    lognorm, x = scaled_log_expression(adata.X, size_factor)
-    counts = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
-    counts = counts.astype(np.float32, copy=False)
-    graph, graph_source = gene_graph(adata, lognorm, params["max_genes"])
-    del lognorm
-
     batch_size = params["batch_size"] if 0 < params["batch_size"] < n else n
     dense = g <= params["dense_adjacency_max_genes"]
     need = estimate_memory_mb(n_cells=n, n_genes=g, batch_size=batch_size, dense_adjacency=dense)
@@ -256,6 +249,13 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
             f"{n} cells x {g} genes; lower the gene count with --n-top-genes, train on fewer cells at a time "
             "with --param batch_size=N, or use a machine with more memory")
 
+    train.seed_everything(ctx.seed)
+    size_factor, size_factor_source = size_factors(adata)
+    lognorm, x = scaled_log_expression(adata.X, size_factor)
+    counts = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    counts = counts.astype(np.float32, copy=False)
+    graph, graph_source = gene_graph(adata, lognorm, params["max_genes"])
+    del lognorm
     data = _tensors(x, counts, size_factor, graph, dense, device)
     module = GraphSCIModule(n_cells=n, n_genes=g, hidden=params["hidden"], latent=params["latent"],
                             dropout=params["dropout"], gcn_activation=params["gcn_activation"]).to(device)

@@ -4,8 +4,9 @@
         [--threads N] [--param key=value ...] [--history OUT.json]
 
 Cells are kept as they are; the pipeline's normalise step (size factors over all genes, the
---n-top-genes most variable genes) and graph step (gene Pearson graph) run first and are not timed. Prints one JSON line: shape, wall time, peak RSS, the memory
-estimate, per-epoch time, final loss terms, and the machine load before and after.
+--n-top-genes most variable genes) and graph step (gene Pearson graph) run first and are not timed.
+Prints one JSON line: shape, wall time, resident memory before and at peak, the memory estimate,
+per-epoch time, final loss terms, and the machine load before and after.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(), "wall_s": round(wall, 1),
         "train_s": round(result.history["wall_time_s"], 1),
         "median_epoch_s": round(float(np.median([e["time_s"] for e in epochs[1:] or epochs])), 3),
-        "rss_before_mb": round(rss_before), "peak_rss_mb": round(memory.peak_mb), "estimate_mb": result.info["memory_estimate_mb"],
+        "rss_before_mb": round(rss_before), "peak_rss_mb": round(memory.peak_mb),
+        "estimate_mb": result.info["memory_estimate_mb"],
         "final": {k: round(v, 4) for k, v in epochs[-1].items() if k.startswith("train_")},
         "learned_graph": result.info["learned_graph"], "gene_graph_edges": result.info["gene_graph_edges"],
         "load_before": [round(x, 2) for x in load_before],

@@ -176,8 +176,8 @@ def estimate_memory_mb(*, n_cells: int, n_genes: int, batch_size: int, dense_adj
     ZZᵀ, Â, W ⊙ Â and their gradients; the dense BCE's labels and terms), cells x genes tensors of
     one step (layer outputs, ZINB terms and gradients) and the data, plus 600 MB of margin.
     Coefficients checked against the measured growth of the process (bench/results/graphsci.md)."""
-    genes_sq = (12 + (6 if dense_adjacency else 0)) * n_genes**2
-    per_step = 40 * batch_size * n_genes
+    genes_sq = (14 + (2 if dense_adjacency else 0)) * n_genes**2
+    per_step = 20 * batch_size * n_genes
     data = 4 * n_cells * n_genes
     return (genes_sq + per_step + data) * 4 / 2**20 + 600
 

@@ -1,7 +1,7 @@
-"""scVGAE benchmarks: clustering ARI (the paper's protocol), hidden-entry recovery, and scale.
+"""scVGAE benchmarks: clustering ARI (the paper's protocol) and scale (time, memory, kNN fallback).
+Hidden-entry recovery goes through the shared runner, bench/recovery.py.
 
     python bench/scvgae.py clustering [--data pbmc3k_seurat.h5ad] [--seeds 0]
-    python bench/scvgae.py recovery   [--data pbmc3k_seurat.h5ad] [--seeds 0]
     python bench/scvgae.py scale      [--data scdcc_cbmc_citeseq_top2000.h5ad]
 
 Common options: --threads N (torch threads), --epochs N (default: the paper's 100).
@@ -111,82 +111,6 @@ def clustering(args) -> dict:
     return out
 
 
-def hvg_subset(adata: ad.AnnData, n_top: int = 2000) -> ad.AnnData:
-    """2,000 highly variable genes (scanpy's default 'seurat' flavour on log-normalised counts)."""
-    import scanpy as sc
-
-    tmp = ad.AnnData(sp.csr_matrix(adata.X, dtype=np.float32))
-    sc.pp.normalize_total(tmp, target_sum=1e4)
-    sc.pp.log1p(tmp)
-    sc.pp.highly_variable_genes(tmp, n_top_genes=n_top)
-    return adata[:, tmp.var["highly_variable"].to_numpy()].copy()
-
-
-def hide_entries(counts: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """Zero ``fraction`` of each cell's non-zero entries (rounded, at least one); returns the masked
-    counts and the hidden (row, col) positions."""
-    rng = np.random.default_rng(seed)
-    counts = sp.csr_matrix(counts, dtype=np.float32, copy=True)
-    rows, cols = [], []
-    for i in range(counts.shape[0]):
-        start, end = counts.indptr[i], counts.indptr[i + 1]
-        if end - start < 2:
-            continue
-        pick = rng.choice(np.arange(start, end), size=max(1, round(fraction * (end - start))), replace=False)
-        rows.append(np.full(pick.size, i))
-        cols.append(counts.indices[pick])
-        counts.data[pick] = 0
-    counts.eliminate_zeros()
-    return counts, np.concatenate(rows), np.concatenate(cols)
-
-
-def knn_average(masked: sp.csr_matrix, k: int = 5, n_pcs: int = 50, seed: int = 0) -> np.ndarray:
-    """Baseline: each cell's library x the mean library-normalised profile of its k nearest cells
-    (Euclidean on the first PCs of log-normalised, scaled masked counts; the cell itself excluded)."""
-    probe = ad.AnnData(masked)
-    lognorm_layer(probe)
-    graphs.pca(probe, n_comps=n_pcs, seed=seed)
-    from sklearn.neighbors import NearestNeighbors
-
-    rep = probe.obsm[_keys.PCA]
-    idx = NearestNeighbors(n_neighbors=k + 1).fit(rep).kneighbors(rep, return_distance=False)[:, 1:]
-    x = masked.toarray()
-    lib = x.sum(axis=1, keepdims=True)
-    profile = x / np.maximum(lib, 1)
-    return profile[idx].mean(axis=1) * lib
-
-
-def recovery_scores(pred: np.ndarray, truth: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> dict:
-    """log1p-scale RMSE and Pearson r at the hidden entries (r undefined for a constant prediction)."""
-    p, t = np.log1p(pred[rows, cols].astype(np.float64)), np.log1p(truth)
-    rmse = float(np.sqrt(np.mean((p - t) ** 2)))
-    r = float(np.corrcoef(p, t)[0, 1]) if p.std() > 0 else None
-    return {"rmse_log1p": rmse, "pearson_log1p": r}
-
-
-def recovery(args) -> dict:
-    """pbmc3k, 2,000 HVG, 10% of each cell's non-zeros hidden; scVGAE vs none vs 5-NN average."""
-    adata = hvg_subset(ad.read_h5ad(DATA / args.data))
-    counts = sp.csr_matrix(adata.X, dtype=np.float32)
-    masked, rows, cols = hide_entries(counts, 0.10, seed=0)
-    truth = np.asarray(counts[rows, cols]).ravel()
-    masked_adata = ad.AnnData(masked, obs=adata.obs.copy(), var=adata.var.copy())
-    lognorm_layer(masked_adata)
-    out = {"data": args.data, "genes": "2000 HVG (scanpy seurat flavour)", "hidden_entries": int(rows.size),
-           "none": recovery_scores(masked.toarray(), truth, rows, cols),
-           "knn5_average": recovery_scores(knn_average(masked), truth, rows, cols), "scvgae": []}
-    for seed in args.seeds:
-        run = run_scvgae(masked_adata, seed=seed, epochs=args.epochs)
-        result = run.pop("result")
-        in_block = (~adata.obs_names.isin(result.info["cells_left_observed"]))[rows] & \
-                   (~adata.var_names.isin(result.info["genes_left_observed"]))[cols]
-        out["scvgae"].append({"seed": seed, **run, **recovery_scores(result.imputed, truth, rows, cols),
-                              "hidden_share_in_imputed_block": float(in_block.mean()),
-                              "in_imputed_block": recovery_scores(result.imputed, truth[in_block], rows[in_block], cols[in_block]),
-                              "none_in_imputed_block": recovery_scores(masked.toarray(), truth[in_block], rows[in_block], cols[in_block])})
-    return out
-
-
 def scale(args) -> dict:
     """Wall time and peak memory with the paper's defaults on a dataset above the percentile limit."""
     adata = ad.read_h5ad(DATA / args.data)
@@ -199,7 +123,7 @@ def scale(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=["clustering", "recovery", "scale"])
+    parser.add_argument("task", choices=["clustering", "scale"])
     parser.add_argument("--data", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=None)
@@ -210,7 +134,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    out = {"clustering": clustering, "recovery": recovery, "scale": scale}[args.task](args)
+    out = {"clustering": clustering, "scale": scale}[args.task](args)
     out["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                       "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                       "total_wall_s": time.perf_counter() - started}

@@ -17,6 +17,7 @@ cells, the kNN fallback (k=30 on 50 PCs, symmetrised) recorded in ``uns['graphim
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,7 +26,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GraphNorm, Linear
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
-from torch_geometric.utils import to_torch_csr_tensor
 
 from graphimpute import graphs, train
 from graphimpute.errors import GraphImputeError, ResourceError
@@ -58,7 +58,14 @@ def gcn_adjacency(graph: sp.spmatrix) -> Tensor:
     graph = sp.coo_matrix(((graph + graph.T) > 0).astype(np.float32))
     edge_index = torch.from_numpy(np.vstack([graph.row, graph.col]).astype(np.int64))
     edge_index, weight = gcn_norm(edge_index, None, graph.shape[0], add_self_loops=True)
-    return to_torch_csr_tensor(edge_index, weight, size=graph.shape)
+    target, source = edge_index[1].numpy(), edge_index[0].numpy()  # row i aggregates its sources
+    norm = sp.csr_matrix((weight.numpy(), (target, source)), shape=graph.shape)
+    norm.sort_indices()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.from_numpy(norm.indptr.astype(np.int64)),
+                                       torch.from_numpy(norm.indices.astype(np.int64)),
+                                       torch.from_numpy(norm.data), size=norm.shape, check_invariants=True)
 
 
 class ScVGAE(nn.Module):

@@ -9,12 +9,13 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # torch first and pinned: it is the CPU wheel; a looser torch pulls several GB of CUDA packages.
-$(STAMP): pyproject.toml requirements.txt
+$(STAMP): pyproject.toml requirements.txt scripts/install_groovy_parser.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
+	bash scripts/install_groovy_parser.sh || echo "warning: no Groovy parser (needs npm + Java 17): its static test will be skipped"
 	touch $(STAMP)
 
 demo: install

@@ -111,7 +111,7 @@ def test_bad_options_are_clear(tmp_path, bundled_path):
     assert result.exit_code == EXIT_USER_ERROR and "no parameter 'lr'" in result.output
 
 
-@pytest.mark.parametrize("command", ["qc", "normalise", "mask", "graph", "impute", "run", "methods"])
+@pytest.mark.parametrize("command", ["qc", "normalise", "mask", "graph", "impute", "evaluate", "report", "run", "methods"])
 def test_every_subcommand_has_help(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output

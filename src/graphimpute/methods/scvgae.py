@@ -147,14 +147,14 @@ def scvgae_loss(out: dict[str, Tensor], x: Tensor, *, alpha: float, kl_weight: f
     return {"loss": total, **terms}
 
 
-def estimate_memory_gb(n_cells: int, n_genes: int, n_edges: int, params: dict) -> float:
-    """Peak memory of training, from the sizes: weights with their gradients, Adam moments and the
+def estimate_memory_gb(n_cells: int, n_genes: int, n_edges: int, params: dict, *, output_entries: int = 0) -> float:
+    """Peak memory of a run in GiB, from the sizes: weights with their gradients, Adam moments and the
     best-weights copy (5 copies); ~52 live cells x genes float tensors (inputs, heads, decoder, the
     ZINB terms and their gradients, measured); decoder and latent activations; the adjacency and its
-    construction (~48 bytes per edge)."""
+    construction (~48 bytes per edge); the dense output (``output_entries`` floats)."""
     h, d = params["hidden"], params["decoder_hidden"]
     weights = (4 * h + 2 * d + 8) * n_genes + (2 * h * h if params["variational"] else 0) + 2 * n_cells
-    floats = 5 * weights + 52 * n_cells * n_genes + 8 * n_cells * d + 16 * n_cells * h
+    floats = 5 * weights + 52 * n_cells * n_genes + 8 * n_cells * d + 16 * n_cells * h + output_entries
     return (4 * floats + 48 * (n_edges + n_cells)) / 2**30
 
 
@@ -181,10 +181,10 @@ def impute(adata, params, ctx) -> ImputeResult:
     info = _graph_info(adata, params)
     graph = sp.csr_matrix(adata.obsp[GRAPH_KEY])[cells][:, cells]
     n, g = int(cells.sum()), int(genes.sum())
-    need = estimate_memory_gb(n, g, 2 * graph.nnz, params)
+    need = estimate_memory_gb(n, g, 2 * graph.nnz, params, output_entries=adata.n_obs * adata.n_vars)
     if need > params["max_memory_gb"]:
         raise ResourceError(
-            f"scvgae would need about {need:.1f} GB to train on {n} cells x {g} genes with "
+            f"scvgae would need about {need:.1f} GiB to train on {n} cells x {g} genes with "
             f"{graph.nnz} edges (limit max_memory_gb={params['max_memory_gb']}): use fewer genes "
             "(--n-top-genes) or cells, or raise the limit with --param max_memory_gb=... if the memory is there")
 

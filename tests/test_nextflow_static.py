@@ -347,7 +347,7 @@ out.summary_mqc = summaryMultiqc(schema, good + [multiqc_title: '<b>&</b>'])
         assert any(expected in line for line in bad), (expected, bad)
     assert len(bad) == 8
     assert out["warnings"] == ["--unknown_option is not a parameter of this pipeline (see --help); it is ignored"]
-    assert out["method_params"] == json.loads((ROOT / "assets" / "test_method_params.json").read_text())
+    assert out["method_params"] == json.loads(method_params.read_text())  # read as the file says
     assert "methods             : none,scvgae" in out["summary"] and "seed                : 3" in out["summary"]
     assert "outdir" in out["summary"] and "n_pcs" not in out["summary"]  # only what differs from the defaults
     assert "<dd><samp>&lt;b&gt;&amp;&lt;/b&gt;</samp></dd>" in out["summary_mqc"]

@@ -15,7 +15,7 @@ from graphimpute.methods._base import GraphSpec, ImputeResult, Method, RunContex
 __all__ = ["GraphSpec", "ImputeResult", "Method", "RunContext", "available", "get", "resolve_params"]
 
 # Module names under graphimpute.methods, in the order `graphimpute methods` lists them.
-_MODULES: tuple[str, ...] = ("none",)
+_MODULES: tuple[str, ...] = ("none", "cnnimpute")
 
 
 def available() -> dict[str, Method]:

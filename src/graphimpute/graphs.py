@@ -34,7 +34,8 @@ def pca(adata: AnnData, *, n_comps: int = 50, layer: str = _keys.LOGNORM, seed: 
     import scanpy as sc
 
     n_comps = int(min(n_comps, adata.n_obs - 1, adata.n_vars - 1))
-    tmp = AnnData(X=adata.layers[layer].copy() if layer else adata.X.copy())
+    values = adata.layers[layer] if layer else adata.X
+    tmp = AnnData(X=(values.toarray() if sp.issparse(values) else np.array(values)).astype(np.float32))
     sc.pp.scale(tmp, max_value=10, zero_center=True)
     sc.pp.pca(tmp, n_comps=n_comps, random_state=seed, svd_solver="arpack")
     adata.obsm[_keys.PCA] = tmp.obsm["X_pca"].astype(np.float32)

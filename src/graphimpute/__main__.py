@@ -1,0 +1,3 @@
+from graphimpute.cli import main
+
+main()

@@ -1,0 +1,269 @@
+"""The steps as file-to-file functions, and ``run``: all of them in one process.
+
+Each ``*_step`` reads its input h5ad, calls the library, and writes its output atomically; the CLI
+subcommands and the Nextflow processes call exactly these. ``run`` chains them into an output folder
+laid out as the pipeline publishes it, skipping steps whose output exists with the same parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Mapping
+
+import anndata
+import numpy as np
+
+from graphimpute import _keys, graphs, io, methods, normalise, qc
+from graphimpute.methods import RunContext
+from graphimpute.monitor import PeakMemory
+
+log = logging.getLogger(__name__)
+
+_VERSIONED = ("graphimpute", "torch", "torch-geometric", "scanpy", "anndata", "numpy", "scipy", "scikit-learn")
+
+
+# ---- one function per step: input file(s) -> output file ----------------------------------------------
+# Each step records its inputs and options in uns['graphimpute']['steps'][step] (see ``_record``), which
+# is what ``run`` compares to decide whether a finished output can be kept.
+
+def qc_step(input_path, output, *, fmt="auto", transpose=False, allow_non_integer=False, label_key=None,
+            layer=None, **qc_params) -> Path:
+    """Read any supported format, validate, QC, write h5ad."""
+    io.check_output(input_path, output)
+    adata = io.read(input_path, fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer,
+                    label_key=label_key, layer=layer)
+    out = qc.run_qc(adata, source=str(input_path), **qc_params)
+    _store_record(out, "qc", [input_path], dict(fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer,
+                                                label_key=label_key, layer=layer, **qc_params))
+    return io.write_h5ad(out, output)
+
+
+def normalise_step(input_path, output, *, n_top_genes: int | None = 2000) -> Path:
+    io.check_output(input_path, output)
+    out = normalise.normalise(_read(input_path), n_top_genes=n_top_genes)
+    _store_record(out, "normalise", [input_path], dict(n_top_genes=n_top_genes))
+    return io.write_h5ad(out, output)
+
+
+def mask_step(input_path, output, truth_output, *, fraction: float = 0.1, seed: int = 0) -> tuple[Path, Path]:
+    """Hide counts; the truth goes to its own file, which only evaluation reads."""
+    from graphimpute import mask
+
+    io.check_output(input_path, output)
+    io.check_output(input_path, truth_output)
+    masked, truth = mask.mask_counts(_read(input_path), fraction=fraction, seed=seed)
+    _store_record(masked, "mask", [input_path], dict(fraction=fraction, seed=seed))
+    return io.write_h5ad(truth, truth_output), io.write_h5ad(masked, output)
+
+
+def graph_step(input_path, output, *, method_names=("none",), n_pcs: int = 50, n_neighbors: int = 15,
+               seed: int = 0) -> Path:
+    """PCA, the general kNN graph, and every graph the given methods declare."""
+    io.check_output(input_path, output)
+    adata = _read(input_path)
+    graphs.pca(adata, n_comps=n_pcs, seed=seed)
+    graphs.knn_graph(adata, n_neighbors=n_neighbors, n_pcs=n_pcs, key_added="knn", seed=seed)
+    for spec in _graph_specs(method_names):
+        build_graph(adata, spec, seed=seed)
+    _store_record(adata, "graph", [input_path], dict(method_names=list(method_names), n_pcs=n_pcs,
+                                                     n_neighbors=n_neighbors, seed=seed))
+    return io.write_h5ad(adata, output)
+
+
+def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | None = None,
+                ctx: RunContext | None = None) -> Path:
+    """Run one method and write the input plus ``layers['imputed']`` and its provenance."""
+    io.check_output(input_path, output)
+    ctx = ctx or RunContext()
+    entry = methods.get(method)
+    resolved = methods.resolve_params(entry, params)
+    adata = _read(input_path)
+    for spec in entry.graphs:
+        if _missing(adata, spec):
+            log.info("impute: %s needs graph %r, not in %s: building it", method, spec.key, input_path)
+            build_graph(adata, spec, seed=ctx.seed)
+    log.info("impute: %s on %d cells x %d genes", method, adata.n_obs, adata.n_vars)
+    with PeakMemory() as usage:
+        result = entry.impute(adata, resolved, ctx)
+    imputed = np.asarray(result.imputed, dtype=np.float32)
+    if imputed.shape != adata.shape:
+        raise RuntimeError(f"{method} returned shape {imputed.shape} for input {adata.shape}")
+    if not np.all(np.isfinite(imputed)) or imputed.min() < 0:
+        raise RuntimeError(f"{method} returned negative or non-finite values")
+    adata.layers[_keys.IMPUTED] = imputed
+    for key, value in result.varp.items():
+        adata.varp[key] = value
+    for key, value in result.obsm.items():
+        adata.obsm[key] = value
+    history = result.history or {}
+    provenance = {
+        "method": method, "params": resolved, "seed": ctx.seed,
+        "device": history.get("device", "cpu"), "versions": software_versions(),
+        "wall_time_s": usage.wall_s, "peak_memory_mb": max(usage.peak_mb, history.get("peak_memory_mb", 0.0)),
+        "history": history, "info": result.info,
+    }
+    adata.uns.setdefault(_keys.UNS, {})["impute"] = h5ad_safe(provenance)
+    _store_record(adata, "impute", [input_path], dict(method=method, params=resolved, seed=ctx.seed))
+    log.info("impute: %s done in %.1f s, peak memory %.0f MB", method, usage.wall_s, provenance["peak_memory_mb"])
+    return io.write_h5ad(adata, output)
+
+
+# ---- the whole chain in one process -------------------------------------------------------------------
+
+@dataclass
+class RunOptions:
+    """Everything ``run`` passes on to the steps (the CLI fills it from its options)."""
+
+    methods: list[str] = field(default_factory=lambda: ["none"])
+    sample: str | None = None
+    benchmark: bool = False
+    label_key: str | None = None
+    force: bool = False
+    read: dict[str, Any] = field(default_factory=dict)  # fmt, transpose, allow_non_integer, layer
+    qc: dict[str, Any] = field(default_factory=dict)
+    n_top_genes: int | None = 2000
+    mask_fraction: float = 0.1
+    n_pcs: int = 50
+    n_neighbors: int = 15
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method name
+    ctx: RunContext = field(default_factory=RunContext)
+
+
+def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path]:
+    """QC → normalise → [mask] → graph → impute (each method) into ``outdir``; returns the outputs.
+
+    A step whose output exists and was made from the same inputs with the same options is skipped
+    (``force`` redoes everything); once a step runs, every later step runs too."""
+    o = options or RunOptions()
+    outdir = Path(outdir)
+    sample = o.sample or sample_name(input_path)
+    seed = o.ctx.seed
+    p = {step: outdir / step / f"{sample}.h5ad" for step in ("qc", "normalise", "mask", "graph")}
+    p["truth"] = outdir / "mask" / f"{sample}.truth.h5ad"
+    graph_input = p["mask"] if o.benchmark else p["normalise"]
+    # (name, function, input paths, output paths, keyword arguments)
+    plan = [
+        ("qc", qc_step, [input_path], [p["qc"]], dict(label_key=o.label_key, **o.read, **o.qc)),
+        ("normalise", normalise_step, [p["qc"]], [p["normalise"]], dict(n_top_genes=o.n_top_genes)),
+    ]
+    if o.benchmark:
+        plan.append(("mask", mask_step, [p["normalise"]], [p["mask"], p["truth"]],
+                     dict(fraction=o.mask_fraction, seed=seed)))
+    plan.append(("graph", graph_step, [graph_input], [p["graph"]],
+                 dict(method_names=list(o.methods), n_pcs=o.n_pcs, n_neighbors=o.n_neighbors, seed=seed)))
+    for method in o.methods:
+        out = outdir / "impute" / f"{sample}.{method}.h5ad"
+        p[f"impute.{method}"] = out
+        plan.append((f"impute {method}", impute_step, [p["graph"]], [out],
+                     dict(method=method, params=o.method_params.get(method), ctx=o.ctx)))
+
+    rerun = o.force
+    for number, (name, step, inputs, outputs, kwargs) in enumerate(plan, 1):
+        label = f"[{number}/{len(plan)}] {name}"
+        record_step = name.split()[0]
+        expected = _record(inputs, _recorded_kwargs(record_step, kwargs))
+        if not rerun and all(out.exists() for out in outputs):
+            if _stored(outputs[0], record_step) == expected:
+                log.info("%s: %s is up to date, skipped (use --force to redo)", label, outputs[0])
+                continue
+            log.info("%s: %s was made from other inputs or options; redoing it", label, outputs[0])
+        log.info("%s -> %s", label, outputs[0])
+        step(*inputs, *outputs, **kwargs)
+        rerun = True
+    if not o.benchmark:
+        del p["mask"], p["truth"]
+    return p
+
+
+def _recorded_kwargs(step: str, kwargs: dict) -> dict:
+    """The options a step records, from the keyword arguments ``run`` passes it."""
+    if step != "impute":
+        return kwargs
+    entry = methods.get(kwargs["method"])
+    return dict(method=kwargs["method"], params=methods.resolve_params(entry, kwargs["params"]),
+                seed=kwargs["ctx"].seed)
+
+
+def sample_name(path) -> str:
+    name = Path(path).name
+    for suffix in (".gz", ".bz2", ".h5ad", ".h5", ".csv", ".tsv", ".txt"):
+        name = name.removesuffix(suffix)
+    return name or "sample"
+
+
+def build_graph(adata, spec: methods.GraphSpec, *, seed: int = 0) -> None:
+    graphs.build(adata, spec.kind, spec.key, dict(spec.params), seed=seed)
+
+
+def software_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def h5ad_safe(value: Any) -> Any:
+    """Make provenance writable to h5ad: None -> 'none', lists of dicts -> dicts of arrays (columns)."""
+    if value is None:
+        return "none"
+    if isinstance(value, Mapping):
+        return {str(k): h5ad_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, Mapping) for v in value):
+            keys = list(dict.fromkeys(k for v in value for k in v))
+            return {k: np.array([np.nan if v.get(k) is None else v.get(k) for v in value], dtype=float)
+                    for k in keys}
+        if all(isinstance(v, (int, float, np.number, bool)) for v in value):
+            return np.asarray(value)
+        return [str(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _graph_specs(method_names) -> list[methods.GraphSpec]:
+    specs: dict[str, methods.GraphSpec] = {}
+    for name in method_names:
+        for spec in methods.get(name).graphs:
+            specs.setdefault(spec.key, spec)
+    return list(specs.values())
+
+
+def _missing(adata, spec: methods.GraphSpec) -> bool:
+    return spec.key not in adata.obsp and spec.key not in adata.varp
+
+
+def _read(path) -> anndata.AnnData:
+    return io.read(path, fmt="h5ad", allow_non_integer=False)
+
+
+def _record(inputs, options: dict) -> dict:
+    return _normalised({"inputs": [str(Path(i).resolve()) for i in inputs], "options": options})
+
+
+def _store_record(adata, step: str, inputs, options: dict) -> None:
+    adata.uns.setdefault(_keys.UNS, {}).setdefault("steps", {})[step] = json.dumps(_record(inputs, options))
+
+
+def _stored(path: Path, step: str) -> dict | None:
+    """The record a finished step left in its output (read with h5py: no need to load the matrix)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            node = f.get(f"uns/{_keys.UNS}/steps/{step}")
+            return json.loads(node[()].decode()) if node is not None else None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _normalised(params: dict) -> dict:
+    return json.loads(json.dumps(params, default=str, sort_keys=True))

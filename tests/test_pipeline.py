@@ -1,0 +1,122 @@
+"""`graphimpute run` and the step subcommands, end to end on the bundled data."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from graphimpute import pipeline
+from graphimpute.cli import EXIT_USER_ERROR, main
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [*map(str, args), "--quiet"], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, bundled_path):
+    outdir = tmp_path_factory.mktemp("run") / "results"
+    result = run_cli("run", "--input", bundled_path, "--outdir", outdir, "--label-key", "cell_type")
+    assert result.exit_code == 0, result.output
+    return outdir
+
+
+def test_run_lays_out_one_folder_per_step(finished):
+    for rel in ("qc/pbmc3k_small.h5ad", "normalise/pbmc3k_small.h5ad", "graph/pbmc3k_small.h5ad",
+                "impute/pbmc3k_small.none.h5ad", "pipeline_info/graphimpute.log"):
+        assert (finished / rel).exists(), rel
+    assert "impute: none done" in (finished / "pipeline_info/graphimpute.log").read_text()
+
+
+def test_run_outputs_follow_the_data_contract(finished, bundled):
+    graph = ad.read_h5ad(finished / "graph/pbmc3k_small.h5ad")
+    assert graph.n_vars == 2000 and "X_pca" in graph.obsm and "knn" in graph.obsp
+    assert "lognorm" in graph.layers and "size_factor" in graph.obs
+    for step in ("qc", "normalise", "graph"):
+        assert step in graph.uns["graphimpute"]
+    result = ad.read_h5ad(finished / "impute/pbmc3k_small.none.h5ad")
+    raw = bundled[result.obs_names, result.var_names].X.toarray()
+    np.testing.assert_array_equal(result.X.toarray(), raw)  # raw counts survive every step
+    np.testing.assert_array_equal(result.layers["imputed"], raw)  # `none` imputes nothing
+    prov = result.uns["graphimpute"]["impute"]
+    assert prov["method"] == "none" and prov["seed"] == 0 and "torch" in prov["versions"]
+    assert prov["wall_time_s"] >= 0 and prov["peak_memory_mb"] > 0
+
+
+def test_rerun_skips_finished_steps_and_force_redoes_them(finished, bundled_path):
+    stamps = {p: p.stat().st_mtime_ns for p in finished.rglob("*.h5ad")}
+    result = run_cli("run", "--input", bundled_path, "--outdir", finished, "--label-key", "cell_type")
+    assert result.exit_code == 0
+    assert {p: p.stat().st_mtime_ns for p in finished.rglob("*.h5ad")} == stamps
+    # another option redoes that step and everything after it, not what came before
+    result = run_cli("run", "--input", bundled_path, "--outdir", finished, "--label-key", "cell_type",
+                     "--n-neighbors", "10")
+    assert result.exit_code == 0
+    changed = {p.parent.name for p in stamps if p.stat().st_mtime_ns != stamps[p]}
+    assert changed == {"graph", "impute"}
+    stamps = {p: p.stat().st_mtime_ns for p in finished.rglob("*.h5ad")}
+    result = run_cli("run", "--input", bundled_path, "--outdir", finished, "--label-key", "cell_type",
+                     "--n-neighbors", "10", "--force")
+    assert result.exit_code == 0
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in stamps)
+
+
+def test_steps_one_by_one_match_run(tmp_path, bundled_path, finished):
+    qc, norm, graph, imp = (tmp_path / f"{s}.h5ad" for s in ("qc", "norm", "graph", "imp"))
+    assert run_cli("qc", bundled_path, "-o", qc, "--label-key", "cell_type").exit_code == 0
+    assert run_cli("normalise", qc, "-o", norm).exit_code == 0
+    assert run_cli("graph", norm, "-o", graph, "--methods", "none").exit_code == 0
+    assert run_cli("impute", graph, "-o", imp, "--method", "none").exit_code == 0
+    ours = ad.read_h5ad(imp)
+    theirs = ad.read_h5ad(finished / "impute/pbmc3k_small.none.h5ad")
+    assert list(ours.var_names) == list(theirs.var_names)
+    np.testing.assert_array_equal(ours.layers["imputed"], theirs.layers["imputed"])
+
+
+def test_benchmark_mask_hides_counts_from_methods(tmp_path, bundled_path):
+    outdir = tmp_path / "bench"
+    paths = pipeline.run(bundled_path, outdir, pipeline.RunOptions(benchmark=True))
+    masked = ad.read_h5ad(paths["graph"])
+    truth = ad.read_h5ad(paths["truth"])
+    normalised = ad.read_h5ad(paths["normalise"])
+    hidden = truth.X.tocoo()
+    assert hidden.nnz > 0
+    assert np.all(masked.X.toarray()[hidden.row, hidden.col] == 0)  # never also an input non-zero
+    assert np.all(masked.layers["lognorm"].toarray()[hidden.row, hidden.col] == 0)
+    np.testing.assert_array_equal((masked.X + truth.X).toarray(), normalised.X.toarray())
+    result = ad.read_h5ad(paths["impute.none"])
+    assert np.all(result.layers["imputed"][hidden.row, hidden.col] == 0)
+
+
+def test_cuda_refused_without_a_gpu(tmp_path, bundled_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = CliRunner().invoke(main, ["run", "-i", str(bundled_path), "-o", str(tmp_path / "o"), "--device", "cuda"])
+    assert result.exit_code == EXIT_USER_ERROR
+    assert "no CUDA device" in result.output
+    assert not (tmp_path / "o" / "qc").exists()
+
+
+def test_bad_options_are_clear(tmp_path, bundled_path):
+    result = CliRunner().invoke(main, ["run", "-i", str(bundled_path), "-o", str(tmp_path / "o"), "--methods", "magik"])
+    assert result.exit_code == EXIT_USER_ERROR and "unknown method 'magik'" in result.output
+    result = CliRunner().invoke(main, ["run", "-i", str(bundled_path), "-o", str(tmp_path / "o"), "--n-top-genes", "x"])
+    assert result.exit_code != 0 and "'all'" in result.output
+    result = CliRunner().invoke(main, ["impute", str(bundled_path), "-o", str(tmp_path / "i.h5ad"), "--method", "none",
+                                       "--param", "lr=1"])
+    assert result.exit_code == EXIT_USER_ERROR and "no parameter 'lr'" in result.output
+
+
+@pytest.mark.parametrize("command", ["qc", "normalise", "mask", "graph", "impute", "run", "methods"])
+def test_every_subcommand_has_help(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_methods_lists_the_registry():
+    result = CliRunner().invoke(main, ["methods", "--json"])
+    assert result.exit_code == 0 and '"none"' in result.output

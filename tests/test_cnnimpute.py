@@ -138,9 +138,10 @@ def test_gene_blocks_pick_correlated_inputs_outside_the_block():
 
 def test_few_epochs_lower_the_loss(small_run):
     _, _, _, result = small_run
-    assert result.history["models"], "no model was trained"
-    for history in result.history["models"]:
-        losses = [e["train_loss"] for e in history["epochs"]]
+    models = {(e["cluster"], e["block"]) for e in result.history["epochs"]}
+    assert models and len(models) == result.history["n_models"] == len(result.info["models"])
+    for model in models:
+        losses = [e["train_loss"] for e in result.history["epochs"] if (e["cluster"], e["block"]) == model]
         assert len(losses) == FAST["max_epochs"] and losses[-1] < losses[0]
 
 

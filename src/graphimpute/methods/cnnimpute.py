@@ -69,7 +69,8 @@ def impute(adata, params, ctx) -> ImputeResult:
 
     t0 = time.perf_counter()
     imputed = counts.copy()
-    histories, models, skipped = [], [], []
+    epochs, models, skipped = [], [], []
+    train_time, peak_mb = 0.0, 0.0
     for c in range(labels.max() + 1):
         cells = np.flatnonzero(labels == c)
         if cells.size < MIN_CLUSTER_CELLS:
@@ -79,13 +80,12 @@ def impute(adata, params, ctx) -> ImputeResult:
             pred, history = fit_block(lognorm[cells], missing[cells], targets, inputs, params=params,
                                       device=device, ctx=ctx, name=f"cluster{c}_block{b}")
             hole = missing[np.ix_(cells, targets)]
-            back = np.expm1(pred.astype(np.float64)) / scale[cells, None]
-            block = imputed[np.ix_(cells, targets)]
-            block[hole] = back[hole]
-            imputed[np.ix_(cells, targets)] = block
+            rows, cols = np.nonzero(hole)  # back from log CPM to the cell's count scale
+            imputed[cells[rows], targets[cols]] = np.expm1(pred[rows, cols].astype(np.float64)) / scale[cells[rows]]
             log.info("cnnImpute %s: %d cells, %d targets, %d inputs, %d epochs (best %s), %.1f s", f"cluster{c}_block{b}",
                      cells.size, targets.size, inputs.size, history.n_epochs, history.best_epoch, history.wall_time_s)
-            histories.append(history.to_dict())
+            epochs += [{"cluster": c, "block": b, "epoch": i + 1, **row} for i, row in enumerate(history.epochs)]
+            train_time, peak_mb = train_time + history.wall_time_s, max(peak_mb, history.peak_memory_mb)
             models.append({"cluster": c, "block": b, "n_cells": int(cells.size), "n_targets": int(targets.size),
                            "n_inputs": int(inputs.size), "n_missing": int(hole.sum()),
                            "n_epochs": history.n_epochs, "best_epoch": history.best_epoch,
@@ -96,7 +96,9 @@ def impute(adata, params, ctx) -> ImputeResult:
     log.info("cnnImpute: %d clusters, %d models, %d entries imputed; %s", labels.max() + 1, len(models),
              missing.sum(), ", ".join(f"{k} {v:.1f}" for k, v in timing.items()))
     return ImputeResult(imputed=np.maximum(imputed, 0).astype(np.float32),
-                        history={"device": str(device), "models": histories}, info=info)
+                        history={"device": str(device), "epochs": epochs, "n_epochs": len(epochs),
+                                 "n_models": len(models), "wall_time_s": train_time, "peak_memory_mb": peak_mb},
+                        info=info)
 
 
 # --- cell clusters ------------------------------------------------------------------------------

@@ -186,9 +186,10 @@ def mean_silhouettes(z: np.ndarray, labelings: list[np.ndarray]) -> np.ndarray:
     for i, (lab, size) in enumerate(zip(labelings, sizes)):
         own = sums[:, offsets[i]:offsets[i + 1]]
         a = own[np.arange(n), lab] / np.maximum(size[lab] - 1, 1)
-        mean_other = own / size
+        mean_other = np.divide(own, size, out=np.full_like(own, np.inf), where=size > 0)  # empty: never nearest
         mean_other[np.arange(n), lab] = np.inf
         b = mean_other.min(1)
+        b = np.where(np.isfinite(b), b, a)  # no other cluster: silhouette 0
         s = np.where(size[lab] > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-300), 0.0)
         scores[i] = s.mean()
     return scores

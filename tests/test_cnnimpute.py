@@ -129,11 +129,14 @@ def test_gene_blocks_pick_correlated_inputs_outside_the_block():
     missing = np.zeros(lognorm.shape, dtype=bool)
     missing[0, 0] = True  # gene 0 is the only target
     missing[:60, 9] = True  # gene 9 is missing in 75% of cells: never an input
-    params = {"n_targets": 512, "n_inputs_per_target": 3, "input_gene_threshold": 0.5}
+    params = {"n_targets": 512, "n_inputs_per_target": 3, "input_gene_threshold": 0.5, "keep_duplicate_inputs": False}
     ((targets, inputs),) = list(gene_blocks(lognorm.astype(np.float32), missing, np.ones(10, bool), params))
     assert targets.tolist() == [0, 9]
     assert sorted(inputs.tolist())[:3] == [1, 2, 3] and 0 not in inputs and 9 not in inputs
     assert len(set(inputs.tolist())) == len(inputs)
+    ((_, repeated),) = list(gene_blocks(lognorm.astype(np.float32), missing, np.ones(10, bool),
+                                        {**params, "keep_duplicate_inputs": True}))
+    assert len(repeated) == 2 * 3 and set(repeated.tolist()) == set(inputs.tolist())  # official code's form
 
 
 def test_few_epochs_lower_the_loss(small_run):
@@ -159,6 +162,14 @@ def test_output_shape_dtype_and_range(small_run):
     assert result.imputed.shape == adata.shape and result.imputed.dtype == np.float32
     assert np.isfinite(result.imputed).all() and (result.imputed >= 0).all()
     assert set(result.info["timing"]) == {"clustering_s", "em_s", "training_s"}
+
+
+def test_trimmed_padding_keeps_the_contract(small_run):
+    adata, counts, params, _ = small_run
+    result = get("cnnimpute").impute(adata, {**params, "trim_padding": True, "max_epochs": 2},
+                                     RunContext(seed=3, progress=False))
+    changed = result.imputed != counts
+    assert changed.any() and (counts[changed] == 0).all() and (result.imputed >= 0).all()
 
 
 def test_same_seed_same_output_on_cpu(small_run):

@@ -70,6 +70,7 @@ class TrainConfig:
     lr_decay: float = 1.0
     lr_decay_staircase: bool = True  # True: in steps (StepLR); False: smoothly, lr·decay^(epoch/every)
     grad_clip: float | None = None
+    fused_adam: bool = False  # torch's fused Adam kernel: same update, one pass (~8x faster step on CPU)
     checkpoint_every: int | None = None  # epochs; needs checkpoint_dir
     checkpoint_dir: Path | None = None
     resume: bool = False  # continue from checkpoint_dir/checkpoint.pt when it exists
@@ -123,7 +124,8 @@ def fit(
     if config.checkpoint_every and config.checkpoint_dir is None:
         log.warning("%s: checkpoint_every=%d ignored: no checkpoint directory (workdir) given",
                     config.desc, config.checkpoint_every)
-    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                 **({"fused": True} if config.fused_adam else {}))
     scheduler = _scheduler(optimiser, config)
     history = History(device=str(device))
     best_state, start_epoch, since_best = None, 0, 0

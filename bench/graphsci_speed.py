@@ -52,7 +52,7 @@ def main() -> None:
     adata = prepared(args.data, args.n_top_genes)
     overrides = dict(p.split("=", 1) for p in args.param)
     if args.epochs is not None:
-        overrides["epochs"] = str(args.epochs)
+        overrides["max_epochs"] = str(args.epochs)
     method = methods.get("graphsci")
     params = methods.resolve_params(method, overrides)
     load_before = os.getloadavg()

@@ -54,7 +54,7 @@ def run(adata, ctx=None, **overrides):
 
 
 def learned_adjacency(adata, **overrides) -> np.ndarray:
-    """Â = sigmoid(μ μᵀ) of a model trained with ``overrides`` (epochs=0: at initialisation)."""
+    """Â = sigmoid(μ μᵀ) of a model trained with ``overrides`` (max_epochs=1, lr=1e-9: at initialisation)."""
     result = run(adata, learned_graph_threshold=0.0, learned_graph_top_k=adata.n_vars, **overrides)
     return result.varp[graphsci.LEARNED_GRAPH_KEY].toarray()
 
@@ -73,8 +73,8 @@ def test_learned_adjacency_moves_toward_the_planted_module():
     def gaps(a):
         return a[within].mean() - a[across].mean(), a[rows, cols].mean() - a[across].mean()
 
-    before = gaps(learned_adjacency(adata, epochs=1, lr=1e-9))
-    after = gaps(learned_adjacency(adata, epochs=60))
+    before = gaps(learned_adjacency(adata, max_epochs=1, lr=1e-9))
+    after = gaps(learned_adjacency(adata, max_epochs=60))
     assert after[0] > before[0] + 0.1 and after[0] > 0.2
     # module pairs missing from the input graph are inferred too (the paper's "new relations")
     assert after[1] > before[1] + 0.1 and after[1] > 0.2
@@ -116,7 +116,7 @@ def test_sampled_adjacency_loss_matches_the_dense_one_in_expectation():
 
 
 def test_few_epochs_lower_the_loss_and_the_learning_rate_decays_smoothly():
-    result = run(simulated(), epochs=12, lr_decay_steps=4)
+    result = run(simulated(), max_epochs=12, lr_decay_steps=4)
     epochs = result.history["epochs"]
     assert len(epochs) == 12
     assert epochs[-1]["train_loss"] < 0.8 * epochs[0]["train_loss"]
@@ -128,7 +128,7 @@ def test_output_contract_and_learned_graph():
     adata = simulated()
     adata.obs["size_factor"] = np.full(adata.n_obs, 2.0, np.float32)
     before = adata.X.copy()
-    result = run(adata, epochs=3, batch_size=64)
+    result = run(adata, max_epochs=3, batch_size=64)
     assert result.imputed.shape == adata.shape and result.imputed.dtype == np.float32
     assert np.isfinite(result.imputed).all() and (result.imputed >= 0).all()
     assert (adata.X != before).nnz == 0 and "gene_pearson" not in adata.varp  # input untouched
@@ -142,16 +142,16 @@ def test_output_contract_and_learned_graph():
 
 def test_same_seed_same_output_on_cpu():
     adata = simulated(n_cells=60, n_genes=15)
-    a = run(adata, RunContext(seed=3, device="cpu", progress=False), epochs=3)
-    b = run(adata, RunContext(seed=3, device="cpu", progress=False), epochs=3)
-    c = run(adata, RunContext(seed=4, device="cpu", progress=False), epochs=3)
+    a = run(adata, RunContext(seed=3, device="cpu", progress=False), max_epochs=3)
+    b = run(adata, RunContext(seed=3, device="cpu", progress=False), max_epochs=3)
+    c = run(adata, RunContext(seed=4, device="cpu", progress=False), max_epochs=3)
     np.testing.assert_array_equal(a.imputed, b.imputed)
     assert (a.varp[graphsci.LEARNED_GRAPH_KEY] != b.varp[graphsci.LEARNED_GRAPH_KEY]).nnz == 0
     assert not np.array_equal(a.imputed, c.imputed)
 
 
 def test_sampled_adjacency_loss_trains():
-    result = run(simulated(), epochs=8, dense_adjacency_max_genes=0)
+    result = run(simulated(), max_epochs=8, dense_adjacency_max_genes=0)
     assert result.info["adjacency_loss"] == "sampled non-edges"
     epochs = result.history["epochs"]
     assert epochs[-1]["train_adjacency"] < epochs[0]["train_adjacency"]
@@ -181,14 +181,14 @@ def test_memory_refusal_names_a_batch_size_that_then_fits(monkeypatch):
     assert small < full
     monkeypatch.setattr(monitor, "available_mb", lambda device=None: (small + full) / 2)
     with pytest.raises(ResourceError, match="batch_size"):
-        run(adata, epochs=1)
-    assert run(adata, epochs=1, batch_size=16).imputed.shape == adata.shape
+        run(adata, max_epochs=1)
+    assert run(adata, max_epochs=1, batch_size=16).imputed.shape == adata.shape
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
 def test_cuda_is_refused_where_there_is_none():
     with pytest.raises(DeviceError):
-        run(simulated(), RunContext(device="cuda", progress=False), epochs=1)
+        run(simulated(), RunContext(device="cuda", progress=False), max_epochs=1)
 
 
 def test_impute_step_writes_the_learned_graph_and_provenance(tmp_path):
@@ -198,7 +198,7 @@ def test_impute_step_writes_the_learned_graph_and_provenance(tmp_path):
 
     adata = normalise.normalise(simulated(), n_top_genes=None)
     source = io.write_h5ad(adata, tmp_path / "in.h5ad")
-    out = pipeline.impute_step(source, tmp_path / "out.h5ad", method="graphsci", params={"epochs": "2"},
+    out = pipeline.impute_step(source, tmp_path / "out.h5ad", method="graphsci", params={"max_epochs": "2"},
                                ctx=RunContext(progress=False))
     result = ad.read_h5ad(out)
     assert result.layers["imputed"].shape == adata.shape

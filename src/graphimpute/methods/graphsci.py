@@ -54,7 +54,7 @@ MAX_LOGVAR = 20.0
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu}
 
 DEFAULTS = {
-    "epochs": 100,  # official code (the paper gives none); one full-batch step per epoch
+    "max_epochs": 100,  # official code (the paper gives none); one full-batch step per epoch
     "lr": 0.01,  # paper
     "lr_decay": 0.9,  # paper: lr·0.9^(step/50), TensorFlow's exponential_decay
     "lr_decay_steps": 50,  # paper; the official code feeds the epoch as the step
@@ -260,7 +260,7 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
     module = GraphSCIModule(n_cells=n, n_genes=g, hidden=params["hidden"], latent=params["latent"],
                             dropout=params["dropout"], gcn_activation=params["gcn_activation"]).to(device)
     config = train.TrainConfig(
-        max_epochs=params["epochs"], lr=params["lr"], weight_decay=params["weight_decay"],
+        max_epochs=params["max_epochs"], lr=params["lr"], weight_decay=params["weight_decay"],
         lr_decay_every=params["lr_decay_steps"], lr_decay=params["lr_decay"],
         lr_decay_staircase=params["lr_decay_staircase"], checkpoint_every=ctx.checkpoint_every,
         checkpoint_dir=ctx.workdir, resume=ctx.resume, progress=ctx.progress, desc="graphsci")

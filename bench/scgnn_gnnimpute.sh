@@ -20,7 +20,7 @@ $PY bench/recovery.py --data $DATA/pbmc3k_seurat.h5ad --methods gnnimpute --outd
 
 # 1b. GNNImpute's paper schedule cut at N epochs, from the running job's checkpoint (a resumed run gives
 #     the uninterrupted run's weights; max_epochs=N makes it stop there, restore its best and impute)
-for N in 100 200 300; do
+for N in 100 200 300; do  # the same with the lr-1e-3 job: gnnlr_e150 (--param gnnimpute.lr=1e-3)
     until $PY -c "import torch,sys; sys.exit(torch.load('$S/pbmc3k_gnn/work/gnnimpute/checkpoint.pt', weights_only=False)['epoch'] < $N)" 2>/dev/null; do sleep 60; done
     mkdir -p $S/gnn_e$N/work/gnnimpute && cp $S/pbmc3k_gnn/work/gnnimpute/checkpoint.pt $S/gnn_e$N/work/gnnimpute/
     $PY bench/recovery.py --data $DATA/pbmc3k_seurat.h5ad --methods gnnimpute --param gnnimpute.max_epochs=$N \

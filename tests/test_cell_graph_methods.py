@@ -216,3 +216,12 @@ def test_gnnimpute_defaults_are_the_papers():
     assert (d["lr"], d["weight_decay"], d["max_epochs"], d["patience"]) == (1e-4, 5e-4, 3000, 200)
     assert (d["train_fraction"], d["val_fraction"], d["mask_fraction"]) == (0.6, 0.2, 0.1)
     assert (d["hidden_dim"], d["latent_dim"], d["heads"]) == (512, 50, 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_on_cuda(prepared, name):
+    result = run(prepared, name, ctx=RunContext(device="cuda", progress=False))
+    assert result.history["device"].startswith("cuda")
+    assert result.imputed.shape == prepared.shape and np.isfinite(result.imputed).all()
+    assert result.imputed.min() >= 0

@@ -192,3 +192,24 @@ def test_resolve_device():
     assert train.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(DeviceError, match="unknown device"):
         train.resolve_device("tpu")
+
+
+@pytest.mark.gpu
+def test_checkpoint_resume_on_cuda(tmp_path):
+    device = torch.device("cuda")
+    x, y = (t.to(device) for t in regression_data())
+    kw = dict(max_epochs=6, lr=1e-2, checkpoint_every=3, progress=False)
+
+    def fit(resume, max_epochs, seed):
+        train.seed_everything(seed)
+        module = Regressor().to(device)
+        train.fit(module, mse_loss, config=TrainConfig(**{**kw, "max_epochs": max_epochs}, resume=resume,
+                                                       checkpoint_dir=tmp_path),
+                  device=device, train_data=lambda: [(x, y)])
+        return module
+
+    full = fit(False, 6, 0)
+    fit(False, 3, 0)
+    resumed = fit(True, 6, 1)
+    for key, value in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value)

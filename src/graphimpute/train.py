@@ -131,7 +131,9 @@ def fit(
     best_state, start_epoch, since_best = None, 0, 0
     ckpt = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir else None
     if config.resume and ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        # on the CPU: RNG states must stay CPU tensors; weights and optimiser state are copied to the
+        # module's device by load_state_dict
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
         module.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         if scheduler is not None and state["scheduler"] is not None:

@@ -175,6 +175,9 @@ def impute(adata, params, ctx) -> ImputeResult:
         return flat, torch.from_numpy(scaled[rows[select], cols[select]]).to(device)
 
     hidden = {"train": targets(~is_val[rows]), "val": targets(is_val[rows])}
+    if min(len(flat) for flat, _ in hidden.values()) == 0:
+        raise GraphImputeError(f"scgnn: no hidden non-zero falls in the training or validation cells "
+                               f"({adata.n_obs} cells, {rows.size} hidden); raise val_fraction or use more cells")
     inputs = torch.from_numpy(masked).to(device)
     del masked
 
@@ -213,7 +216,7 @@ METHOD = Method(
     impute=impute,
     summary="bottlenecked two-layer GCN on a PCA-kNN cell graph, trained on hidden non-zeros",
     citation="Huang K, Xiao C, Glass L, Sun J. SCGNN: scRNA-seq Dropout Imputation via Induced "
-             "Hierarchical Cell Similarity Graph. ICML CompBio workshop 2020, arXiv:2008.03322",
+             "Hierarchical Cell Similarity Graph. arXiv:2008.03322 (2020)",
     defaults=DEFAULTS,
     graphs=(PCA_KNN5,),
     trains=True,

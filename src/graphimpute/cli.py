@@ -9,8 +9,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+
+# OpenMP threads that spin while waiting stall every torch operator on a shared, busy node (measured:
+# SCGNN's impute step 129 s with the default vs 33 s passive, load 13-19 on 2 cores); it must be set
+# before torch is first imported. A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
@@ -53,6 +59,8 @@ def common(log_default: str):
 def _default_log(template: str, kwargs) -> Path:
     if "outdir" in kwargs and kwargs["outdir"] is not None:
         return Path(kwargs["outdir"]) / "pipeline_info" / "graphimpute.log"
+    if kwargs.get("output_dir") is not None:  # evaluate, report: inside their output folder
+        return Path(kwargs["output_dir"]) / "graphimpute.log"
     if "output" in kwargs and kwargs["output"] is not None:
         return Path(kwargs["output"]).with_suffix(".log")
     return Path(template)
@@ -166,7 +174,7 @@ impute_options = [
     click.option("--param", "param_pairs", multiple=True, metavar="KEY=VALUE",
                  help="Override a method hyper-parameter (repeatable)."),
     click.option("--params-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="JSON object of hyper-parameters."),
+                 help="JSON object of hyper-parameters; for `run`, keyed by method name to tune several."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                  help="Where neural methods train; cuda without a GPU is an error."),
     click.option("--checkpoint-every", type=int, default=None, help="Save a training checkpoint every N epochs."),
@@ -223,13 +231,17 @@ def normalise_command(input_path, output, n_top_genes, seed, quiet):
 @output_file
 @click.option("--truth", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where the hidden counts go (read only by evaluate).")
-@click.option("--fraction", type=float, default=0.1, show_default=True, help="Share of each cell's non-zeros hidden.")
+@click.option("--scheme", type=click.Choice(["uniform", "low-count", "mcv"]), default="uniform", show_default=True,
+              help="uniform / low-count: hide entries (low-count: weighted toward low counts); "
+                   "mcv: molecular cross-validation split.")
+@click.option("--fraction", type=float, default=0.1, show_default=True,
+              help="Share of each cell's non-zeros hidden (mcv: share of molecules held out).")
 @common("graphimpute.log")
-def mask_command(input_path, output, truth, fraction, seed, quiet):
+def mask_command(input_path, output, truth, scheme, fraction, seed, quiet):
     """Benchmark mode: hide a share of the counts, keeping the truth in a separate file."""
     from graphimpute import pipeline
 
-    pipeline.mask_step(input_path, output, truth, fraction=fraction, seed=seed)
+    pipeline.mask_step(input_path, output, truth, scheme=scheme, fraction=fraction, seed=seed)
     log.info("wrote %s and %s", output, truth)
 
 
@@ -273,7 +285,10 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
 @click.option("--methods", "method_list", default="none", show_default=True,
               help="Comma-separated methods, or 'all'.")
 @click.option("--sample", default=None, help="Sample name used in file names [default: the input's name].")
-@click.option("--benchmark", is_flag=True, help="Hide counts before imputing and evaluate the methods on them.")
+@click.option("--benchmark", is_flag=True,
+              help="Hide counts after normalise, then evaluate the methods and write a MultiQC report.")
+@click.option("--mask-scheme", type=click.Choice(["uniform", "low-count", "mcv"]), default="uniform",
+              show_default=True, help="Benchmark: how counts are hidden (see `graphimpute mask`).")
 @click.option("--mask-fraction", type=float, default=0.1, show_default=True, help="Benchmark: share hidden.")
 @click.option("--force", is_flag=True, help="Redo every step even when its output is up to date.")
 @read_options
@@ -281,28 +296,146 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
 @n_top_genes_option
 @functools.partial(_apply, graph_options + impute_options)
 @common("OUTDIR/pipeline_info/graphimpute.log")
-def run_command(input_path, outdir, method_list, sample, benchmark, mask_fraction, force, fmt, transpose,
+def run_command(input_path, outdir, method_list, sample, benchmark, mask_scheme, mask_fraction, force, fmt, transpose,
                 allow_non_integer, label_key, layer, n_top_genes, n_pcs, n_neighbors, param_pairs, params_file, device,
                 checkpoint_every, resume, workdir, seed, quiet, **kwargs):
-    """The whole chain in one process: QC, normalise, [mask], graph, impute (each method)."""
+    """The whole chain in one process: QC, normalise, [mask], graph, impute (each method), [evaluate, report]."""
     from graphimpute import methods, pipeline
 
     names = methods.parse_methods(method_list)
-    overrides = _params(param_pairs, params_file)
-    if overrides and len(names) > 1:
-        raise GraphImputeError("--param/--params-file apply to one method; run methods separately to tune them")
+    method_params = _method_params(names, param_pairs, params_file)
     ctx = _ctx(seed, device, quiet, checkpoint_every, resume, workdir)
     options = pipeline.RunOptions(
         methods=names, sample=sample, benchmark=benchmark, label_key=label_key, force=force,
         read=dict(fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer, layer=layer), qc=_qc_kwargs(kwargs),
-        n_top_genes=_n_top_genes(n_top_genes), mask_fraction=mask_fraction, n_pcs=n_pcs, n_neighbors=n_neighbors,
-        method_params={names[0]: overrides} if overrides else {}, ctx=ctx)
+        n_top_genes=_n_top_genes(n_top_genes), mask_scheme=mask_scheme, mask_fraction=mask_fraction, n_pcs=n_pcs, n_neighbors=n_neighbors,
+        method_params=method_params, ctx=ctx)
     if outdir.exists() and Path(input_path).resolve().is_relative_to(outdir.resolve()):
         raise GraphImputeError(f"{input_path}: the input lies inside --outdir {outdir}; choose another folder")
     paths = pipeline.run(input_path, outdir, options)
     log.info("done: results in %s", outdir)
     for name, path in paths.items():
         log.debug("%s: %s", name, path)
+
+
+@main.command("check-samplesheet")
+@click.argument("samplesheet_path", metavar="SAMPLESHEET", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The checked samplesheet, inputs and formats resolved (sample,input,format,label_key,layer).")
+@click.option("--methods", "method_list", default=None,
+              help="Also check these methods (comma-separated, or 'all') against the registry.")
+@click.option("--write-methods", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the checked method names there, one per line ('all' expanded).")
+@click.option("--base-dir", default=None,
+              help="Folder or URI that relative inputs are relative to [default: the samplesheet's folder].")
+@click.option("--check-files/--no-check-files", default=True, show_default=True,
+              help="Check that local inputs exist (off in a pipeline task, where inputs are not staged).")
+@common("graphimpute.log")
+def check_samplesheet_command(samplesheet_path, output, method_list, write_methods, base_dir, check_files, seed,
+                              quiet):
+    """Check a pipeline samplesheet (sample,input[,label_key,format,layer]); every problem is reported."""
+    from graphimpute import io, methods, samplesheet
+
+    if write_methods is not None and method_list is None:
+        raise GraphImputeError("--write-methods needs --methods")
+    for target in (output, write_methods):
+        if target is not None:
+            io.check_output(samplesheet_path, target)
+    names = methods.parse_methods(method_list) if method_list is not None else None
+    samples = samplesheet.read(samplesheet_path, check_files=check_files, base_dir=base_dir)
+    samplesheet.write(samples, output)
+    if write_methods is not None:
+        samplesheet.write_lines(names, write_methods)
+    log.info("%s: %d sample(s) checked%s", samplesheet_path, len(samples),
+             f"; methods: {', '.join(names)}" if names else "")
+
+
+@main.command("summarise")
+@input_file
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="MultiQC custom content (name it *_mqc.tsv).")
+@click.option("--step", required=True, type=click.Choice(["qc", "normalise", "mask", "graph", "impute"]),
+              help="The step whose output INPUT is.")
+@click.option("--sample", default=None, help="Row name in the report [default: the input's name].")
+def summarise_command(input_path, output, step, sample):
+    """One report row (MultiQC custom content) from a step's output h5ad; the counts are not loaded."""
+    from graphimpute import io, summary
+
+    try:
+        io.check_output(input_path, output)
+        row = summary.summarise(input_path, step=step, sample=sample or Path(input_path).name.split(".")[0])
+        summary.write_mqc(row, output, step=step)
+    except GraphImputeError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+
+
+@main.command("evaluate")
+@click.argument("imputed", metavar="IMPUTED...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--outdir", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for <sample>.metrics.tsv, .summary.tsv, .summary.json and the report's inputs.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The mask step's truth file (hidden-entry recovery or MCV metrics).")
+@click.option("--label-key", default=None, help="obs column with cell types (clustering metrics).")
+@click.option("--sample", default=None, help="Sample name [default: from the first file's name].")
+@click.option("--rescale", type=click.Choice(["library", "none"]), default="library", show_default=True,
+              help="Rescale each output's cells to their unmasked library before scoring hidden entries.")
+@click.option("--n-pcs", type=int, default=50, show_default=True, help="PCs of the evaluation representation.")
+@click.option("--n-neighbors", type=int, default=15, show_default=True, help="k of the evaluation kNN graph.")
+@click.option("--kmeans-seeds", type=int, default=5, show_default=True, help="k-means runs averaged.")
+@click.option("--leiden-resolution", type=float, default=1.0, show_default=True)
+@click.option("--umap/--no-umap", default=True, show_default=True, help="UMAP coordinates for the report.")
+@common("graphimpute.log")
+def evaluate_command(imputed, output_dir, truth, label_key, sample, rescale, n_pcs, n_neighbors, kmeans_seeds,
+                     leiden_resolution, umap, seed, quiet):
+    """Benchmark mode: score every method's output (IMPUTED h5ad files) of one sample."""
+    from graphimpute import pipeline
+    from graphimpute.evaluate import Settings
+
+    for path in imputed:
+        if truth is not None and Path(path).resolve() == Path(truth).resolve():
+            raise GraphImputeError(f"{path}: the truth file is not a method output")
+    settings = Settings(rescale=rescale, n_pcs=n_pcs, n_neighbors=n_neighbors, kmeans_seeds=kmeans_seeds,
+                        leiden_resolution=leiden_resolution, umap=umap, seed=seed)
+    summary = pipeline.evaluate_step(list(imputed), output_dir, truth_path=truth, label_key=label_key,
+                                     sample=sample, settings=settings)
+    log.info("wrote %s (and its tables beside it)", summary)
+
+
+@main.command("report")
+@click.argument("inputs", metavar="EVALUATED...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--outdir", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the MultiQC report and its custom_content/.")
+@click.option("--title", default="graphimpute benchmark", show_default=True)
+@click.option("--render/--no-render", default=True, show_default=True,
+              help="Run MultiQC (needs multiqc installed); --no-render writes only the custom content.")
+@common("graphimpute.log")
+def report_command(inputs, output_dir, title, render, seed, quiet):
+    """Benchmark mode: MultiQC report from evaluate's folders or files (several samples allowed)."""
+    from graphimpute import pipeline
+
+    out = pipeline.report_step(list(inputs), output_dir, title=title, render=render)
+    log.info("wrote %s", out)
+
+
+def _method_params(names: list[str], pairs, params_file) -> dict[str, dict]:
+    """--param/--params-file for `run`: a params file whose keys are all method names gives each method
+    its own parameters (e.g. assets/test_method_params.json); otherwise they apply to the one method."""
+    from graphimpute import methods
+
+    if params_file is not None and not pairs:
+        content = _params((), params_file)
+        if content and all(k in methods.names() and isinstance(v, dict) for k, v in content.items()):
+            for name, params in content.items():
+                methods.resolve_params(methods.get(name), params)  # unknown keys fail before any work
+            return {name: params for name, params in content.items() if name in names}
+    overrides = _params(pairs, params_file)
+    if overrides and len(names) > 1:
+        raise GraphImputeError("--param applies to one method; with several methods give a --params-file "
+                               "whose keys are method names ({\"scgnn\": {\"max_epochs\": 50}, ...})")
+    if overrides:
+        methods.resolve_params(methods.get(names[0]), overrides)
+    return {names[0]: overrides} if overrides else {}
 
 
 @main.command("methods")
@@ -315,12 +448,14 @@ def methods_command(as_json):
     if as_json:
         click.echo(json.dumps({name: {"kind": m.kind, "summary": m.summary, "citation": m.citation,
                                       "trains": m.trains, "defaults": dict(m.defaults),
-                                      "graphs": [g.key for g in m.graphs]}
+                                      "graphs": [g.key for g in m.graphs], "available": m.is_available,
+                                      "missing": list(m.missing())}
                                for name, m in entries.items()}, indent=2, default=str))
         return
     width = max(map(len, entries))
     for name, m in entries.items():
-        click.echo(f"{name:<{width}}  {m.kind:<8}  {m.summary}  [{m.citation}]")
+        missing = f"  (not installed: {', '.join(m.missing())}; {m.install_hint})" if m.missing() else ""
+        click.echo(f"{name:<{width}}  {m.kind:<8}  {m.summary}  [{m.citation}]{missing}")
 
 
 if __name__ == "__main__":

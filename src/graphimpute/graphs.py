@@ -82,23 +82,32 @@ def percentile_graph(
     *,
     percentile: float = 85.0,
     target_sum: float = 1e4,
-    max_cells: int = PERCENTILE_MAX_CELLS,
+    min_gene_fraction: float = 0.0,
+    min_cell_fraction: float = 0.0,
+    max_cells: int | None = None,
     block_size: int = 1024,
     key_added: str = "percentile",
 ) -> None:
     """scVGAE's cell graph: edge (i, j) where the linear kernel sᵢⱼ = xᵢ·xⱼ of the sqrt
     library-normalised expression is above the ``percentile``-th percentile of all n² values.
 
-    The kernel is streamed in row blocks: never an n x n matrix. The threshold is exact: a first pass
-    brackets the percentile from a sample of kernel values, a second counts values below the bracket
-    and keeps those inside it. Above ``max_cells`` it refuses (use a kNN graph instead).
-    Writes ``adata.obsp[key_added]`` (binary CSR, self-pairs excluded)."""
-    n = adata.n_obs
-    if n > max_cells:
+    scVGAE builds its kernel after its detection filters, so only the cells and genes that pass
+    ``detection_filter(min_gene_fraction, min_cell_fraction)`` enter it (library sizes over the kept
+    genes); the other cells get no edges. The kernel is streamed in row blocks: never an n x n
+    matrix. The threshold is exact: a first pass brackets the percentile from a sample of kernel
+    values, a second counts values below the bracket and keeps those inside it. Above ``max_cells``
+    kernel cells (default ``PERCENTILE_MAX_CELLS``, read at call time) it refuses with a
+    ResourceError; give the GraphSpec a ``fallback`` (see ``build``) to get a kNN graph instead.
+    Writes ``adata.obsp[key_added]`` (binary CSR, symmetric, self-pairs excluded)."""
+    max_cells = PERCENTILE_MAX_CELLS if max_cells is None else max_cells
+    cells, genes = detection_filter(adata.X, min_gene_fraction=min_gene_fraction,
+                                    min_cell_fraction=min_cell_fraction)
+    m = int(cells.sum())
+    if m > max_cells:
         raise ResourceError(
-            f"the percentile graph is limited to {max_cells} cells ({n} given): about 15% of all cell "
+            f"the percentile graph is limited to {max_cells} cells ({m} given): about 15% of all cell "
             "pairs become edges; use a kNN graph, or raise max_cells if memory allows")
-    x = sqrt_normalised(adata.X, target_sum)
+    x = sqrt_normalised(sp.csr_matrix(adata.X)[cells][:, genes], target_sum)
     threshold = _kernel_percentile(x, percentile, block_size)
     rows, cols = [], []
     for start, block in _kernel_blocks(x, block_size):
@@ -107,11 +116,15 @@ def percentile_graph(
         cols.append(c)
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     keep = rows != cols
-    graph = sp.csr_matrix((np.ones(keep.sum(), np.float32), (rows[keep], cols[keep])), shape=(n, n))
+    index = np.flatnonzero(cells)  # kernel rows -> cells of adata
+    n = adata.n_obs
+    graph = sp.csr_matrix((np.ones(keep.sum(), np.float32), (index[rows[keep]], index[cols[keep]])), shape=(n, n))
     adata.obsp[key_added] = graph
     _record(adata, key_added, {"kind": "percentile", "percentile": percentile, "threshold": float(threshold),
-                               "target_sum": target_sum, "transform": "sqrt", "n_edges": int(graph.nnz),
-                               "edge_fraction": float(graph.nnz) / (n * n)})
+                               "target_sum": target_sum, "transform": "sqrt",
+                               "min_gene_fraction": min_gene_fraction, "min_cell_fraction": min_cell_fraction,
+                               "n_kernel_cells": m, "n_kernel_genes": int(genes.sum()),
+                               "n_edges": int(graph.nnz), "edge_fraction": float(graph.nnz) / max(m * m, 1)})
 
 
 def gene_pearson_graph(
@@ -148,6 +161,17 @@ def pearson_genes(values) -> np.ndarray:
     return (x.T @ x).astype(np.float32)
 
 
+def detection_filter(counts, *, min_gene_fraction: float, min_cell_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (cells, genes) masks: genes non-zero in more than ``min_gene_fraction`` of the cells
+    and cells non-zero in more than ``min_cell_fraction`` of the genes, both counted on the whole
+    input at once (scVGAE's 5% filters, as its code computes them)."""
+    nonzero = sp.csr_matrix(counts) > 0
+    n, g = nonzero.shape
+    genes = np.asarray(nonzero.sum(axis=0)).ravel() > min_gene_fraction * n
+    cells = np.asarray(nonzero.sum(axis=1)).ravel() > min_cell_fraction * g
+    return cells, genes
+
+
 def sqrt_normalised(counts, target_sum: float = 1e4) -> np.ndarray:
     """sqrt(counts / library * target_sum), dense float32: scVGAE's eq. 1."""
     x = counts.toarray() if sp.issparse(counts) else np.asarray(counts)
@@ -170,11 +194,28 @@ BUILDERS: dict[str, Callable[..., None]] = {
 
 
 def build(adata: AnnData, kind: str, key: str, params: dict[str, Any] | None = None, seed: int = 0) -> None:
-    """Build one graph by kind under ``key`` (used by the GRAPH step for each method's GraphSpec)."""
+    """Build one graph by kind under ``key`` (used by the GRAPH step for each method's GraphSpec).
+
+    ``params`` may hold a ``fallback`` dict, ``{"kind": ..., **its params}``: when the builder refuses
+    with a ResourceError (a size limit), that graph is built under the same ``key`` instead, with a
+    logged warning, and its record in ``uns['graphimpute']['graph'][key]`` gains ``fallback_for`` (the
+    refused kind and params) and ``fallback_reason``, so the method and the provenance can tell."""
     params = dict(params or {})
+    fallback = params.pop("fallback", None)
     if kind == "knn":
         params.setdefault("seed", seed)
-    BUILDERS[kind](adata, key_added=key, **params)
+    try:
+        BUILDERS[kind](adata, key_added=key, **params)
+    except ResourceError as refusal:
+        if not fallback:
+            raise
+        fallback = dict(fallback)
+        fallback_kind = fallback.pop("kind")
+        log.warning("graph %r: %s; building a %s graph instead", key, refusal, fallback_kind)
+        build(adata, fallback_kind, key, fallback, seed=seed)
+        record = stored_params(adata, key)
+        record["fallback_for"] = {"kind": kind, **{k: v for k, v in params.items() if k != "seed"}}
+        record["fallback_reason"] = str(refusal)
 
 
 def stored_params(adata: AnnData, key: str) -> dict[str, Any] | None:
@@ -194,7 +235,8 @@ def _kernel_percentile(x: np.ndarray, percentile: float, block_size: int, sample
     lo_rank, hi_rank = int(np.floor(rank)), int(np.ceil(rank))
     rng = np.random.default_rng(0)
     i, j = rng.integers(0, n, sample), rng.integers(0, n, sample)
-    s = np.einsum("ij,ij->i", x[i], x[j])
+    chunk = 4096  # sampled pairs per step: never sample x genes floats at once
+    s = np.concatenate([np.einsum("ij,ij->i", x[i[k:k + chunk]], x[j[k:k + chunk]]) for k in range(0, sample, chunk)])
     margin = 0.01 + 4 * np.sqrt(percentile / 100 * (1 - percentile / 100) / sample)
     lo, hi = np.quantile(s, [max(percentile / 100 - margin, 0), min(percentile / 100 + margin, 1)])
     while True:

@@ -124,6 +124,21 @@ def write_h5ad(adata: AnnData, path) -> Path:
     return path
 
 
+def write_text(text: str, path) -> Path:
+    """Write a small text output (samplesheet, report table) atomically, like write_h5ad."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 def check_output(inputs, output) -> None:
     """Refuse an output that would overwrite one of the inputs."""
     out = Path(output).resolve()

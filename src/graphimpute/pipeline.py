@@ -24,6 +24,7 @@ from graphimpute.monitor import PeakMemory
 
 log = logging.getLogger(__name__)
 
+_READ_DEFAULTS = dict(fmt="auto", transpose=False, allow_non_integer=False, layer=None)  # qc_step's, as it records them
 _VERSIONED = ("graphimpute", "torch", "torch-geometric", "scanpy", "anndata", "numpy", "scipy", "scikit-learn")
 
 
@@ -50,14 +51,15 @@ def normalise_step(input_path, output, *, n_top_genes: int | None = 2000) -> Pat
     return io.write_h5ad(out, output)
 
 
-def mask_step(input_path, output, truth_output, *, fraction: float = 0.1, seed: int = 0) -> tuple[Path, Path]:
+def mask_step(input_path, output, truth_output, *, scheme: str = "uniform", fraction: float = 0.1,
+              seed: int = 0) -> tuple[Path, Path]:
     """Hide counts; the truth goes to its own file, which only evaluation reads."""
     from graphimpute import mask
 
     io.check_output(input_path, output)
     io.check_output(input_path, truth_output)
-    masked, truth = mask.mask_counts(_read(input_path), fraction=fraction, seed=seed)
-    _store_record(masked, "mask", [input_path], dict(fraction=fraction, seed=seed))
+    masked, truth = mask.mask(_read(input_path), scheme=scheme, fraction=fraction, seed=seed)
+    _store_record(masked, "mask", [input_path], dict(scheme=scheme, fraction=fraction, seed=seed))
     return io.write_h5ad(truth, truth_output), io.write_h5ad(masked, output)
 
 
@@ -113,6 +115,35 @@ def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | 
     return io.write_h5ad(adata, output)
 
 
+def evaluate_step(imputed_paths, outdir, *, truth_path=None, label_key: str | None = None,
+                  sample: str | None = None, settings=None) -> Path:
+    """Score every method's output of one sample; writes ``outdir/<sample>.*`` (see evaluate.Evaluation.write)
+    and returns the summary.json, which also holds this step's record."""
+    from graphimpute import evaluate
+
+    imputed_paths = [Path(p) for p in imputed_paths]
+    sample = sample or sample_name(imputed_paths[0]).split(".")[0]
+    result = evaluate.evaluate(imputed_paths, truth=truth_path, label_key=label_key, sample=sample,
+                               settings=settings)
+    record = _record(imputed_paths, _evaluate_options(truth_path, label_key, sample, settings))
+    written = result.write(outdir, steps={"evaluate": json.dumps(record)})
+    return next(p for p in written if p.name.endswith(".summary.json"))
+
+
+def report_step(inputs, outdir, *, title: str = "graphimpute benchmark", render: bool | None = None) -> Path:
+    """MultiQC custom content from EVALUATE's files, rendered into ``outdir/multiqc_report.html`` when
+    MultiQC is installed (``render=None``: only if it is; ``True``: an error if it is not)."""
+    from graphimpute import report
+
+    if render is None:
+        render = report.multiqc_available()
+        if not render:
+            log.warning("report: MultiQC is not installed; custom content written to %s, no HTML report",
+                        Path(outdir) / "custom_content")
+    written = report.report(inputs, outdir, title=title, render_html=render)
+    return written[-1]
+
+
 # ---- the whole chain in one process -------------------------------------------------------------------
 
 @dataclass
@@ -127,7 +158,9 @@ class RunOptions:
     read: dict[str, Any] = field(default_factory=dict)  # fmt, transpose, allow_non_integer, layer
     qc: dict[str, Any] = field(default_factory=dict)
     n_top_genes: int | None = 2000
+    mask_scheme: str = "uniform"
     mask_fraction: float = 0.1
+    evaluate: dict[str, Any] = field(default_factory=dict)  # benchmark: evaluate.Settings overrides
     n_pcs: int = 50
     n_neighbors: int = 15
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method name
@@ -148,12 +181,12 @@ def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path
     graph_input = p["mask"] if o.benchmark else p["normalise"]
     # (name, function, input paths, output paths, keyword arguments)
     plan = [
-        ("qc", qc_step, [input_path], [p["qc"]], dict(label_key=o.label_key, **o.read, **o.qc)),
+        ("qc", qc_step, [input_path], [p["qc"]], dict(label_key=o.label_key, **{**_READ_DEFAULTS, **o.read}, **o.qc)),
         ("normalise", normalise_step, [p["qc"]], [p["normalise"]], dict(n_top_genes=o.n_top_genes)),
     ]
     if o.benchmark:
         plan.append(("mask", mask_step, [p["normalise"]], [p["mask"], p["truth"]],
-                     dict(fraction=o.mask_fraction, seed=seed)))
+                     dict(scheme=o.mask_scheme, fraction=o.mask_fraction, seed=seed)))
     plan.append(("graph", graph_step, [graph_input], [p["graph"]],
                  dict(method_names=list(o.methods), n_pcs=o.n_pcs, n_neighbors=o.n_neighbors, seed=seed)))
     for method in o.methods:
@@ -161,14 +194,25 @@ def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path
         p[f"impute.{method}"] = out
         plan.append((f"impute {method}", impute_step, [p["graph"]], [out],
                      dict(method=method, params=o.method_params.get(method), ctx=o.ctx)))
+    if o.benchmark:
+        from graphimpute.evaluate import Settings
+
+        p["evaluate"] = outdir / "evaluate" / f"{sample}.summary.json"
+        p["report"] = outdir / "multiqc" / "multiqc_report.html"
+        imputed = [p[f"impute.{m}"] for m in o.methods]
+        plan.append(("evaluate", evaluate_step, [imputed], [outdir / "evaluate"],
+                     dict(truth_path=p["truth"], label_key=o.label_key, sample=sample,
+                          settings=Settings(**{"seed": seed, **o.evaluate}))))
+        plan.append(("report", report_step, [[outdir / "evaluate"]], [outdir / "multiqc"], {}))
 
     rerun = o.force
     for number, (name, step, inputs, outputs, kwargs) in enumerate(plan, 1):
         label = f"[{number}/{len(plan)}] {name}"
         record_step = name.split()[0]
-        expected = _record(inputs, _recorded_kwargs(record_step, kwargs))
-        if not rerun and all(out.exists() for out in outputs):
-            if _stored(outputs[0], record_step) == expected:
+        expected = _record(_flat(inputs), _recorded_kwargs(record_step, kwargs))
+        done = p.get(record_step, outputs[0])  # evaluate/report: the file that tells the step finished
+        if not rerun and all(out.exists() for out in outputs) and done.exists():
+            if _stored(done, record_step) == expected:
                 log.info("%s: %s is up to date, skipped (use --force to redo)", label, outputs[0])
                 continue
             log.info("%s: %s was made from other inputs or options; redoing it", label, outputs[0])
@@ -182,11 +226,25 @@ def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path
 
 def _recorded_kwargs(step: str, kwargs: dict) -> dict:
     """The options a step records, from the keyword arguments ``run`` passes it."""
+    if step == "evaluate":
+        return _evaluate_options(kwargs["truth_path"], kwargs["label_key"], kwargs["sample"], kwargs["settings"])
     if step != "impute":
         return kwargs
     entry = methods.get(kwargs["method"])
     return dict(method=kwargs["method"], params=methods.resolve_params(entry, kwargs["params"]),
                 seed=kwargs["ctx"].seed)
+
+
+def _evaluate_options(truth_path, label_key, sample, settings) -> dict:
+    from dataclasses import asdict
+
+    return dict(truth=str(Path(truth_path).resolve()) if truth_path else None, label_key=label_key, sample=sample,
+                settings=asdict(settings) if settings is not None else None)
+
+
+def _flat(inputs) -> list:
+    """Step inputs, with evaluate's list of method outputs spread out."""
+    return [q for i in inputs for q in (i if isinstance(i, (list, tuple)) else [i])]
 
 
 def sample_name(path) -> str:
@@ -254,9 +312,15 @@ def _store_record(adata, step: str, inputs, options: dict) -> None:
 
 
 def _stored(path: Path, step: str) -> dict | None:
-    """The record a finished step left in its output (read with h5py: no need to load the matrix)."""
+    """The record a finished step left in its output (read with h5py: no need to load the matrix;
+    EVALUATE keeps it in its summary.json; REPORT keeps none, so it always runs)."""
     import h5py
 
+    if path.suffix == ".json":
+        try:
+            return json.loads(json.loads(path.read_text())["steps"][step])
+        except (OSError, KeyError, ValueError):
+            return None
     try:
         with h5py.File(path, "r") as f:
             node = f.get(f"uns/{_keys.UNS}/steps/{step}")

@@ -66,9 +66,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int | None = None  # epochs without improvement of the monitored loss before stopping
     min_delta: float = 0.0
-    lr_decay_every: int | None = None  # StepLR: multiply lr by lr_decay every this many epochs
+    lr_decay_every: int | None = None  # multiply lr by lr_decay every this many epochs
     lr_decay: float = 1.0
+    lr_decay_staircase: bool = True  # True: in steps (StepLR); False: smoothly, lr·decay^(epoch/every)
     grad_clip: float | None = None
+    fused_adam: bool = False  # torch's fused Adam kernel: same update, one pass (~8x faster step on CPU)
     checkpoint_every: int | None = None  # epochs; needs checkpoint_dir
     checkpoint_dir: Path | None = None
     resume: bool = False  # continue from checkpoint_dir/checkpoint.pt when it exists
@@ -122,9 +124,9 @@ def fit(
     if config.checkpoint_every and config.checkpoint_dir is None:
         log.warning("%s: checkpoint_every=%d ignored: no checkpoint directory (workdir) given",
                     config.desc, config.checkpoint_every)
-    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimiser, config.lr_decay_every, config.lr_decay)
-                 if config.lr_decay_every else None)
+    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                 **({"fused": True} if config.fused_adam else {}))
+    scheduler = _scheduler(optimiser, config)
     history = History(device=str(device))
     best_state, start_epoch, since_best = None, 0, 0
     ckpt = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir else None
@@ -186,6 +188,16 @@ def fit(
     history.wall_time_s = time.perf_counter() - started
     history.peak_memory_mb = memory.peak_mb
     return history
+
+
+def _scheduler(optimiser, config: TrainConfig):
+    """StepLR, or TensorFlow's exponential_decay(staircase=False) as an ExponentialLR per epoch."""
+    if not config.lr_decay_every:
+        return None
+    if config.lr_decay_staircase:
+        return torch.optim.lr_scheduler.StepLR(optimiser, config.lr_decay_every, config.lr_decay)
+    gamma = config.lr_decay ** (1.0 / config.lr_decay_every)
+    return torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma)
 
 
 def _run_epoch(module, loss, batches, optimiser, grad_clip) -> dict[str, float]:

@@ -1,0 +1,27 @@
+#!/usr/bin/env nextflow
+/*
+ * graphimpute: graph deep-learning imputation of scRNA-seq dropout, benchmarked against baselines.
+ *
+ *   nextflow run . -profile test,docker --outdir results
+ *   nextflow run . --help
+ *
+ * No plugin is needed: parameters are checked against nextflow_schema.json by the pipeline itself.
+ */
+
+include { PIPELINE_INITIALISATION } from './subworkflows/local/pipeline_initialisation'
+include { PIPELINE_COMPLETION     } from './subworkflows/local/pipeline_completion'
+include { GRAPHIMPUTE             } from './workflows/graphimpute'
+
+workflow {
+    main:
+    PIPELINE_INITIALISATION()
+
+    GRAPHIMPUTE(
+        PIPELINE_INITIALISATION.out.samplesheet,
+        PIPELINE_INITIALISATION.out.methods,
+        PIPELINE_INITIALISATION.out.method_params,
+        PIPELINE_INITIALISATION.out.summary_mqc
+    )
+
+    PIPELINE_COMPLETION()
+}

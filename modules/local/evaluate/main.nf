@@ -1,0 +1,53 @@
+process EVALUATE {
+    tag "$meta.id"
+    label 'process_medium'
+
+    conda "${projectDir}/containers/environment.yml"
+    container "${params.container}"
+
+    input:
+    tuple val(meta), path(imputed, stageAs: 'impute/*'), path(truth, stageAs: 'truth/*')  // every method of one sample
+
+    output:
+    tuple val(meta), path("${prefix}.{metrics,summary,runs,histories,embeddings}.tsv"), path("${prefix}.{summary,versions}.json"), emit: results
+    tuple val(meta), path("${prefix}.metrics.tsv"), emit: metrics
+    path "${prefix}.evaluate.log"                 , emit: log
+    path "versions.yml"                          , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"
+    def label_key = meta.label_key ? "--label-key '${meta.label_key}'" : ''
+    """
+    graphimpute_evaluate \\
+        ${imputed} \\
+        --truth ${truth} \\
+        --outdir . \\
+        --sample ${prefix} \\
+        ${label_key} \\
+        --log-file ${prefix}.evaluate.log \\
+        --quiet \\
+        ${args}
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        graphimpute: \$(python -c "import graphimpute; print(graphimpute.__version__)")
+        python: \$(python -c "import platform; print(platform.python_version())")
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch ${prefix}.metrics.tsv ${prefix}.summary.tsv ${prefix}.runs.tsv ${prefix}.histories.tsv ${prefix}.embeddings.tsv
+    touch ${prefix}.summary.json ${prefix}.versions.json ${prefix}.evaluate.log
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        graphimpute: ${workflow.manifest.version}
+    END_VERSIONS
+    """
+}

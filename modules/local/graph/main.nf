@@ -1,0 +1,56 @@
+process GRAPH {
+    tag "$meta.id"
+    label 'process_medium'
+
+    conda "${projectDir}/containers/environment.yml"
+    container "${params.container}"
+
+    input:
+    tuple val(meta), path(h5ad, stageAs: 'input/*')  // normalised (or masked) counts
+    val methods                                       // comma-separated: build the graphs these methods need
+
+    output:
+    tuple val(meta), path("${prefix}.h5ad"), emit: h5ad
+    path "${prefix}.graph.log"             , emit: log
+    path "${prefix}.graph_mqc.tsv"         , emit: mqc
+    path "versions.yml"                    , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    graphimpute_graph \\
+        ${h5ad} \\
+        --output ${prefix}.h5ad \\
+        --methods '${methods}' \\
+        --log-file ${prefix}.graph.log \\
+        --quiet \\
+        ${args}
+
+    graphimpute_summarise \\
+        ${prefix}.h5ad \\
+        --step graph \\
+        --sample ${meta.id} \\
+        --output ${prefix}.graph_mqc.tsv
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        graphimpute: \$(python -c "import graphimpute; print(graphimpute.__version__)")
+        python: \$(python -c "import platform; print(platform.python_version())")
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch ${prefix}.h5ad ${prefix}.graph.log ${prefix}.graph_mqc.tsv
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        graphimpute: ${workflow.manifest.version}
+    END_VERSIONS
+    """
+}

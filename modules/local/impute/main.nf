@@ -1,0 +1,66 @@
+process IMPUTE {
+    tag "${meta.id}:${meta.method}"
+    label 'process_medium'
+    label 'process_gpu'
+
+    conda "${projectDir}/containers/environment.yml"
+    container "${task.ext.use_gpu ? params.container_gpu : params.container}"
+
+    input:
+    tuple val(meta), path(h5ad, stageAs: 'input/*')  // counts with graphs; meta.method names the method
+
+    output:
+    tuple val(meta), path("${prefix}.h5ad"), emit: h5ad
+    path "${prefix}.impute.log"             , emit: log
+    path "${prefix}.impute_mqc.tsv"         , emit: mqc
+    path "versions.yml"                    , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix = task.ext.prefix ?: "${meta.id}.${meta.method}"
+    // A GPU task asks for cuda, so a node without one fails loudly instead of training on its CPU.
+    def device = task.ext.use_gpu ? 'cuda' : 'cpu'
+    // Hyper-parameters from --method_params (a JSON file keyed by method), one --param each.
+    def method_params = (meta.params ?: [:]).collect { key, value ->
+        "--param '${key}=${value instanceof List ? value.join(',') : value}'"
+    }.join(' ')
+    """
+    graphimpute_impute \\
+        ${h5ad} \\
+        --output ${prefix}.h5ad \\
+        --method ${meta.method} \\
+        --device ${device} \\
+        ${method_params} \\
+        --log-file ${prefix}.impute.log \\
+        --quiet \\
+        ${args}
+
+    graphimpute_summarise \\
+        ${prefix}.h5ad \\
+        --step impute \\
+        --sample ${prefix} \\
+        --output ${prefix}.impute_mqc.tsv
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        graphimpute: \$(python -c "import graphimpute; print(graphimpute.__version__)")
+        python: \$(python -c "import platform; print(platform.python_version())")
+        torch: \$(python -c "import torch; print(torch.__version__)")
+        torch_geometric: \$(python -c "import torch_geometric; print(torch_geometric.__version__)")
+    END_VERSIONS
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}.${meta.method}"
+    """
+    touch ${prefix}.h5ad ${prefix}.impute.log ${prefix}.impute_mqc.tsv
+
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        graphimpute: ${workflow.manifest.version}
+    END_VERSIONS
+    """
+}

@@ -1,0 +1,510 @@
+"""Score every method's output for one sample (benchmark mode). The formulas are in docs/benchmark.md.
+
+Reads each method's output (``layers['imputed']``: expected counts on the input's count scale, and
+``uns['graphimpute']['impute']``: provenance) and, when the input was masked, the MASK step's truth
+file. Three families of metrics, plus what each run cost:
+
+- hidden-entry recovery (``uniform``/``low-count`` masks): at the hidden entries only, on
+  ``log1p(target_sum * count / library_unmasked)``; the prediction is first rescaled so that each cell's
+  output sums to its unmasked library (``rescale='library'``, the same for every method);
+- molecular cross-validation (``mcv`` masks): Open Problems' MSE and the Poisson loss in its intended
+  order (and in Open Problems' order, for comparison with their leaderboard);
+- clustering against ``obs[label_key]``: on the PCA of the log1p-normalised output (never the
+  imputation graph), k-means with k = number of labels (mean over seeds) and Leiden on the
+  representation's own kNN graph, each scored by ARI, AMI, NMI, accuracy, purity and entropy; and the
+  silhouette of the labels on that PCA.
+
+Metrics a method cannot have (Pearson r and cosine of a prediction that is 0 at every hidden entry)
+are NaN, never 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from graphimpute import _keys
+from graphimpute.errors import GraphImputeError, InputError
+from graphimpute.mask import LIBRARY_MASKED, LIBRARY_UNMASKED
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Metric:
+    group: str  # recovery | mcv | clustering | resources
+    higher_is_better: bool | None
+    description: str
+
+
+_PARTITION = {
+    "ari": (True, "adjusted Rand index"),
+    "ami": (True, "adjusted mutual information"),
+    "nmi": (True, "normalised mutual information (arithmetic mean)"),
+    "accuracy": (True, "clustering accuracy: best one-to-one match of clusters to labels (Hungarian)"),
+    "purity": (True, "share of cells in their cluster's majority label"),
+    "entropy": (False, "size-weighted entropy of the labels within clusters, / log(number of labels)"),
+}
+
+METRICS: dict[str, Metric] = {
+    "rmse": Metric("recovery", False, "root mean squared error at the hidden entries (log1p CP10k)"),
+    "mae": Metric("recovery", False, "mean absolute error at the hidden entries (log1p CP10k)"),
+    "pearson_r": Metric("recovery", True, "Pearson r over the hidden entries (log1p CP10k); NaN when constant"),
+    "cosine": Metric("recovery", True, "cosine similarity over the hidden entries (log1p CP10k); NaN when all 0"),
+    "median_abs_error_counts": Metric("recovery", False, "median |predicted - true| count at the hidden entries"),
+    "mcv_mse": Metric("mcv", False, "MCV: MSE of log1p CP10k of output vs test counts (Open Problems)"),
+    "mcv_poisson": Metric("mcv", False, "MCV: mean(rate - test * log(rate + 1e-6)), rate rescaled to the test total"),
+    "mcv_poisson_openproblems": Metric("mcv", False, "MCV: Open Problems' Poisson loss, arguments swapped"),
+    **{f"kmeans_{k}": Metric("clustering", hib, f"k-means (k = number of labels, mean over seeds): {d}")
+       for k, (hib, d) in _PARTITION.items()},
+    **{f"leiden_{k}": Metric("clustering", hib, f"Leiden: {d}") for k, (hib, d) in _PARTITION.items()},
+    "leiden_n_clusters": Metric("clustering", None, "number of Leiden clusters"),
+    "silhouette_labels": Metric("clustering", True, "silhouette of the true labels on the evaluation PCA"),
+    "wall_time_s": Metric("resources", False, "imputation wall time, seconds (from provenance)"),
+    "peak_memory_mb": Metric("resources", False, "peak memory, MB (process RSS on CPU, allocator peak on CUDA)"),
+    "epochs": Metric("resources", None, "training epochs run"),
+    "best_epoch": Metric("resources", None, "epoch whose weights were kept"),
+}
+
+
+@dataclass
+class Settings:
+    """How one benchmark scores every method (the same for all of them; recorded in summary.json)."""
+
+    target_sum: float = 1e4
+    rescale: str = "library"  # library: each cell's output rescaled to its unmasked library; none: as given
+    n_pcs: int = 50
+    n_neighbors: int = 15
+    kmeans_seeds: int = 5
+    kmeans_n_init: int = 10
+    leiden_resolution: float = 1.0
+    umap: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.rescale not in ("library", "none"):
+            raise GraphImputeError(f"rescale must be 'library' or 'none', got {self.rescale!r}")
+
+
+@dataclass
+class Evaluation:
+    """Everything EVALUATE found for one sample; REPORT only formats it."""
+
+    sample: str
+    metrics: pd.DataFrame  # long: sample, method, metric, value
+    runs: pd.DataFrame  # sample, method, device, wall_time_s, peak_memory_mb, epochs, best_epoch, seed
+    histories: pd.DataFrame  # long: sample, method, epoch, term, value
+    embeddings: pd.DataFrame  # sample, method, cell, umap1, umap2, label
+    versions: dict[str, dict[str, str]]  # method -> package -> version
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """Wide: one row per method, one column per metric, then the run's device."""
+        wide = self.metrics.pivot_table(index=["sample", "method"], columns="metric", values="value",
+                                        aggfunc="first", dropna=False, sort=False)
+        order = [m for m in METRICS if m in wide.columns] + [m for m in wide.columns if m not in METRICS]
+        wide = wide[order].reset_index()
+        wide.columns.name = None
+        if not self.runs.empty:
+            wide = wide.merge(self.runs[["sample", "method", "device"]], on=["sample", "method"], how="left")
+        return wide
+
+    def write(self, outdir: str | Path, *, steps: Mapping[str, str] | None = None) -> list[Path]:
+        """Writes ``<sample>.metrics.tsv`` (long), ``<sample>.summary.tsv`` (wide),
+        ``<sample>.summary.json``, ``<sample>.runs.tsv``, ``<sample>.histories.tsv``,
+        ``<sample>.embeddings.tsv`` and ``<sample>.versions.json`` into ``outdir``. ``steps``: the
+        pipeline's record of this step, kept in summary.json."""
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        written = []
+        tables = {"metrics": self.metrics, "summary": self.summary(), "runs": self.runs,
+                  "histories": self.histories, "embeddings": self.embeddings}
+        for name, table in tables.items():
+            written.append(_atomic_write(outdir / f"{self.sample}.{name}.tsv",
+                                         table.to_csv(sep="\t", index=False, na_rep="NaN")))
+        summary = {**self.summary_json(), **({"steps": dict(steps)} if steps else {})}
+        written.append(_atomic_write(outdir / f"{self.sample}.summary.json", json.dumps(summary, indent=2)))
+        written.append(_atomic_write(outdir / f"{self.sample}.versions.json", json.dumps(self.versions, indent=2)))
+        return written
+
+    def summary_json(self) -> dict[str, Any]:
+        """NaN (an undefined metric) becomes null, with the reason in ``undefined``."""
+        methods = {}
+        for row in self.summary().to_dict(orient="records"):
+            values = {k: _json_value(v) for k, v in row.items() if k not in ("sample", "method")}
+            methods[row["method"]] = values
+        return {
+            "sample": self.sample,
+            "settings": self.settings,
+            "methods": methods,
+            "undefined": "null = undefined (e.g. Pearson r and cosine of a prediction that is 0 at every "
+                         "hidden entry), never 0",
+            "metrics": {name: asdict(m) for name, m in METRICS.items()},
+        }
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def recovery_metrics(imputed: np.ndarray, hidden: sp.spmatrix, library_unmasked: np.ndarray, *,
+                     target_sum: float = 1e4, rescale: str = "library") -> dict[str, float]:
+    """Scores at the hidden entries (the non-zeros of ``hidden``, at their original counts).
+
+    true = log1p(target_sum · x / L), pred = log1p(target_sum · x̂' / L), L = the cell's unmasked library,
+    x̂' = x̂ · L / Σ_genes x̂ (``rescale='library'``) or x̂ (``'none'``)."""
+    coo = sp.coo_matrix(hidden)
+    library = np.asarray(library_unmasked, dtype=np.float64)
+    pred = np.asarray(imputed[coo.row, coo.col], dtype=np.float64)
+    if rescale == "library":
+        totals = np.asarray(imputed, dtype=np.float64).sum(axis=1)
+        scale = np.divide(library, totals, out=np.zeros_like(library), where=totals > 0)
+        pred = pred * scale[coo.row]
+    true = coo.data.astype(np.float64)
+    log_true = np.log1p(target_sum * true / library[coo.row])
+    log_pred = np.log1p(target_sum * pred / library[coo.row])
+    diff = log_pred - log_true
+    return {
+        "rmse": float(np.sqrt(np.mean(diff**2))),
+        "mae": float(np.mean(np.abs(diff))),
+        "pearson_r": pearson(log_pred, log_true),
+        "cosine": cosine(log_pred, log_true),
+        "median_abs_error_counts": float(np.median(np.abs(pred - true))),
+    }
+
+
+def mcv_metrics(imputed: np.ndarray, test: sp.spmatrix, train_total: float, *,
+                target_sum: float = 1e4) -> dict[str, float]:
+    """Molecular cross-validation losses of an output computed from the train counts.
+
+    ``mcv_mse``: mean over all entries of (log1p(CP10k(x̂)) - log1p(CP10k(test)))², each matrix normalised
+    by its own cell totals (Open Problems' ``mse``). ``mcv_poisson``: mean(r - test · log(r + 1e-6)) with
+    r = x̂ · Σtest / Σtrain. ``mcv_poisson_openproblems``: mean(test - r · log(test + 1e-6)), the same
+    call with the arguments swapped, as Open Problems' ``poisson`` computes it."""
+    test_dense = np.asarray(sp.csr_matrix(test).toarray(), dtype=np.float64)
+    out = np.asarray(imputed, dtype=np.float64)
+    mse = float(np.mean((_log_cp(out, target_sum) - _log_cp(test_dense, target_sum)) ** 2))
+    rate = out * (test_dense.sum() / train_total)
+    return {
+        "mcv_mse": mse,
+        "mcv_poisson": float(np.mean(rate - test_dense * np.log(rate + 1e-6))),
+        "mcv_poisson_openproblems": float(np.mean(test_dense - rate * np.log(test_dense + 1e-6))),
+    }
+
+
+def partition_scores(labels, clusters) -> dict[str, float]:
+    """ARI, AMI, NMI, accuracy, purity and entropy of ``clusters`` against ``labels``."""
+    from sklearn import metrics
+
+    labels, clusters = np.asarray(labels), np.asarray(clusters)
+    return {
+        "ari": float(metrics.adjusted_rand_score(labels, clusters)),
+        "ami": float(metrics.adjusted_mutual_info_score(labels, clusters)),
+        "nmi": float(metrics.normalized_mutual_info_score(labels, clusters)),
+        "accuracy": clustering_accuracy(labels, clusters),
+        "purity": purity(labels, clusters),
+        "entropy": cluster_entropy(labels, clusters),
+    }
+
+
+def clustering_accuracy(labels, clusters) -> float:
+    """Share of cells whose cluster is matched to their label by the best one-to-one assignment of
+    clusters to labels (Hungarian algorithm); clusters or labels left unmatched count as wrong."""
+    from scipy.optimize import linear_sum_assignment
+
+    table = _contingency(labels, clusters)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / table.sum())
+
+
+def purity(labels, clusters) -> float:
+    """(1/N) Σ_clusters max_label n(cluster, label)."""
+    table = _contingency(labels, clusters)
+    return float(table.max(axis=0).sum() / table.sum())
+
+
+def cluster_entropy(labels, clusters) -> float:
+    """-(1 / (N log l)) Σ_clusters Σ_labels n_kj log(n_kj / n_k), l = number of labels (cnnImpute's
+    definition, from IntNMF): 0 when every cluster holds one label; 1 at most."""
+    table = _contingency(labels, clusters)
+    n_labels = table.shape[0]
+    if n_labels < 2:
+        return 0.0
+    sizes = table.sum(axis=0, keepdims=True)
+    share = np.divide(table, sizes, out=np.zeros_like(table, dtype=float), where=sizes > 0)
+    terms = np.where(table > 0, table * np.log(np.where(share > 0, share, 1.0)), 0.0)
+    return float(-terms.sum() / (table.sum() * np.log(n_labels)))
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r; NaN when either side is constant (undefined, not 0)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    denom = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity; NaN when either side is all zero (undefined, not 0)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    denom = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b / denom) if denom > 0 else float("nan")
+
+
+def clustering_metrics(imputed: np.ndarray, labels: np.ndarray, *, settings: Settings,
+                       cell_names: Iterable[str] | None = None) -> tuple[dict[str, float], pd.DataFrame | None]:
+    """Cluster the output's own representation and score it against ``labels``.
+
+    Representation: log1p(target_sum · x̂ / Σ_genes x̂), genes scaled (clipped at 10), PCA (``n_pcs``,
+    graphs.pca). k-means on the PCA with k = number of labels, ``kmeans_seeds`` seeds, scores averaged;
+    Leiden (igraph, ``leiden_resolution``) on the binary symmetric kNN graph of that PCA
+    (graphs.knn_graph, ``n_neighbors``); silhouette of the labels on the PCA. Returns the scores and,
+    with ``settings.umap``, scanpy's UMAP of the PCA (its own neighbours graph, same ``n_neighbors``)."""
+    import scanpy as sc
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    from graphimpute import graphs
+
+    labels = np.asarray(labels).astype(str)
+    rep = AnnData(X=_log_cp(np.asarray(imputed, np.float64), settings.target_sum).astype(np.float32))
+    if cell_names is not None:
+        rep.obs_names = list(cell_names)
+    graphs.pca(rep, n_comps=settings.n_pcs, layer=None, seed=settings.seed)
+    pcs = rep.obsm[_keys.PCA]
+    k = len(np.unique(labels))
+    scores: dict[str, float] = {}
+    per_seed = []
+    for offset in range(settings.kmeans_seeds):
+        km = KMeans(n_clusters=k, n_init=settings.kmeans_n_init, random_state=settings.seed + offset).fit(pcs)
+        per_seed.append(partition_scores(labels, km.labels_))
+    for name in _PARTITION:
+        scores[f"kmeans_{name}"] = float(np.mean([s[name] for s in per_seed]))
+    graphs.knn_graph(rep, n_neighbors=settings.n_neighbors, n_pcs=pcs.shape[1], key_added="eval_knn",
+                     seed=settings.seed)
+    sc.tl.leiden(rep, adjacency=rep.obsp["eval_knn"], resolution=settings.leiden_resolution, flavor="igraph",
+                 n_iterations=2, directed=False, random_state=settings.seed, key_added="leiden")
+    leiden = rep.obs["leiden"].to_numpy()
+    scores.update({f"leiden_{name}": v for name, v in partition_scores(labels, leiden).items()})
+    scores["leiden_n_clusters"] = float(len(np.unique(leiden)))
+    scores["silhouette_labels"] = float(silhouette_score(pcs, labels)) if 1 < k < len(labels) else float("nan")
+    embedding = None
+    if settings.umap:
+        sc.pp.neighbors(rep, n_neighbors=settings.n_neighbors, use_rep=_keys.PCA, random_state=settings.seed)
+        sc.tl.umap(rep, random_state=settings.seed)
+        embedding = pd.DataFrame({"cell": rep.obs_names, "umap1": rep.obsm["X_umap"][:, 0],
+                                  "umap2": rep.obsm["X_umap"][:, 1], "label": labels})
+    return scores, embedding
+
+
+# ------------------------------------------------------------------------------------------- evaluate
+def evaluate(
+    outputs: Iterable[AnnData | str | Path],
+    *,
+    truth: AnnData | str | Path | None = None,
+    label_key: str | None = None,
+    sample: str = "sample",
+    settings: Settings | None = None,
+) -> Evaluation:
+    """Score each output (an AnnData or an h5ad path; files are read one at a time).
+
+    Hidden-entry recovery or MCV needs ``truth`` (the MASK step's truth file); clustering needs
+    ``label_key``. Without either, only the resources are reported."""
+    settings = settings or Settings()
+    if isinstance(truth, (str, Path)):
+        truth = _read(truth)
+    scheme = truth.uns.get(_keys.UNS, {}).get("mask", {}).get("scheme") if truth is not None else None
+    if truth is not None and scheme is None:
+        raise GraphImputeError("the truth file has no uns['graphimpute']['mask'] record: is it the MASK "
+                               "step's --truth output?")
+    rows, runs, histories, embeddings, versions = [], [], [], [], {}
+    unimputed_needed = True
+    first = None
+    for item in outputs:
+        out = _read(item) if isinstance(item, (str, Path)) else item
+        prov = dict(out.uns.get(_keys.UNS, {}).get("impute", {}))
+        method = str(prov.get("method") or (Path(item).stem.split(".")[-1] if isinstance(item, (str, Path)) else "output"))
+        if method in versions:
+            raise GraphImputeError(f"method {method!r} appears twice among the outputs of sample {sample!r}")
+        imputed = _imputed(out, method)
+        scores: dict[str, float] = {}
+        if truth is not None:
+            _check_same_shape(out, truth, method)
+            if scheme == "mcv":
+                train_total = float(truth.obs[LIBRARY_MASKED].sum())
+                scores.update(mcv_metrics(imputed, truth.X, train_total, target_sum=settings.target_sum))
+            else:
+                scores.update(recovery_metrics(imputed, truth.X, truth.obs[LIBRARY_UNMASKED].to_numpy(),
+                                               target_sum=settings.target_sum, rescale=settings.rescale))
+        if label_key:
+            labels, keep = _labels(out, label_key)
+            clus, emb = clustering_metrics(imputed[keep], labels, settings=settings,
+                                           cell_names=out.obs_names[keep])
+            scores.update(clus)
+            if emb is not None:
+                embeddings.append(emb.assign(sample=sample, method=method))
+            if method == "none":
+                unimputed_needed = False
+            if first is None:
+                first = (sp.csr_matrix(out.X)[keep], labels, out.obs_names[keep])
+        run, history = _run_record(prov, method, sample)
+        scores.update({k: run[k] for k in ("wall_time_s", "peak_memory_mb", "epochs", "best_epoch")})
+        runs.append(run)
+        histories.extend(history)
+        versions[method] = {str(k): str(v) for k, v in (prov.get("versions") or {}).items()}
+        rows.extend({"sample": sample, "method": method, "metric": k, "value": _float(v)} for k, v in scores.items())
+        log.info("evaluated %s / %s", sample, method)
+        del out, imputed
+    if not versions:
+        raise GraphImputeError(f"no method outputs given for sample {sample!r}")
+    if label_key and settings.umap and unimputed_needed and first is not None:
+        counts, labels, names = first
+        _, emb = clustering_metrics(counts.toarray(), labels, settings=settings, cell_names=names)
+        embeddings.append(emb.assign(sample=sample, method="unimputed"))
+
+    recorded = {**asdict(settings), "mask": truth.uns[_keys.UNS]["mask"] if truth is not None else None,
+                "label_key": label_key}
+    recorded["versions"] = {"graphimpute": _own_version(), "scanpy": _pkg_version("scanpy"),
+                            "scikit-learn": _pkg_version("scikit-learn"), "anndata": _pkg_version("anndata")}
+    emb_cols = ["sample", "method", "cell", "umap1", "umap2", "label"]
+    return Evaluation(
+        sample=sample,
+        metrics=pd.DataFrame(rows, columns=["sample", "method", "metric", "value"]),
+        runs=pd.DataFrame(runs),
+        histories=pd.DataFrame(histories, columns=["sample", "method", "epoch", "term", "value"]),
+        embeddings=pd.concat(embeddings)[emb_cols] if embeddings else pd.DataFrame(columns=emb_cols),
+        versions=versions,
+        settings=_jsonable(recorded),
+    )
+
+
+# -------------------------------------------------------------------------------------------- helpers
+def _log_cp(x: np.ndarray, target_sum: float) -> np.ndarray:
+    """log1p(target_sum · x / cell total); cells with total 0 stay 0."""
+    totals = x.sum(axis=1, keepdims=True)
+    return np.log1p(np.divide(x * target_sum, totals, out=np.zeros_like(x), where=totals > 0))
+
+
+def _contingency(labels, clusters) -> np.ndarray:
+    from sklearn.metrics.cluster import contingency_matrix
+
+    return contingency_matrix(np.asarray(labels), np.asarray(clusters)).astype(np.float64)  # labels x clusters
+
+
+def _read(path) -> AnnData:
+    import anndata as ad
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    try:
+        return ad.read_h5ad(path)
+    except Exception as exc:  # h5py/anndata raise many types for a damaged file
+        raise InputError(path, f"not a readable h5ad file ({exc})") from None
+
+
+def _imputed(out: AnnData, method: str) -> np.ndarray:
+    if _keys.IMPUTED not in out.layers:
+        raise GraphImputeError(f"output of {method!r} has no layers['{_keys.IMPUTED}']: is it an IMPUTE output?")
+    x = out.layers[_keys.IMPUTED]
+    x = x.toarray() if sp.issparse(x) else np.asarray(x)
+    if not np.all(np.isfinite(x)) or (x < 0).any():
+        raise GraphImputeError(f"output of {method!r} breaks the method contract: imputed values must be "
+                               "finite and non-negative")
+    return x
+
+
+def _check_same_shape(out: AnnData, truth: AnnData, method: str) -> None:
+    if not (out.obs_names.equals(truth.obs_names) and out.var_names.equals(truth.var_names)):
+        raise GraphImputeError(f"output of {method!r} does not have the truth file's cells and genes in the "
+                               "same order: were both made from the same masked input?")
+
+
+def _labels(out: AnnData, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    if label_key not in out.obs:
+        raise GraphImputeError(f"--label-key {label_key!r} is not an obs column; obs has: {', '.join(out.obs.columns)}")
+    values = out.obs[label_key]
+    keep = values.notna().to_numpy()
+    labels = values[keep].astype(str).to_numpy()
+    if len(np.unique(labels)) < 2:
+        raise GraphImputeError(f"obs[{label_key!r}] has fewer than two labels: nothing to cluster against")
+    return labels, keep
+
+
+def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict[str, Any], list[dict]]:
+    """Resources from the provenance, and the history as long rows. The IMPUTE step stores the epochs
+    as columns (term -> array, see pipeline.h5ad_safe); a list of per-epoch dicts is read too."""
+    history = dict(prov.get("history") or {})
+    epochs = history.get("epochs")
+    if isinstance(epochs, Mapping):
+        columns = {k: np.asarray(v, dtype=float).ravel() for k, v in epochs.items()}
+        n = max((len(v) for v in columns.values()), default=0)
+        epochs = [{k: v[i] for k, v in columns.items() if i < len(v)} for i in range(n)]
+    epochs = list(epochs or [])
+    wall = prov.get("wall_time_s", history.get("wall_time_s"))
+    peak = prov.get("peak_memory_mb", history.get("peak_memory_mb"))
+    run = {
+        "sample": sample, "method": method,
+        "device": str(prov.get("device") or history.get("device") or "NA"),
+        "wall_time_s": _float(wall), "peak_memory_mb": _float(peak),
+        "epochs": _float(history.get("n_epochs", len(epochs))) if epochs or "n_epochs" in history else float("nan"),
+        "best_epoch": _float(history.get("best_epoch")),
+        "seed": prov.get("seed"),
+    }
+    rows = [{"sample": sample, "method": method, "epoch": i + 1, "term": term, "value": _float(value)}
+            for i, row in enumerate(epochs) for term, value in dict(row).items() if term not in ("lr", "time_s")]
+    return run, rows
+
+
+def _float(value) -> float:
+    try:
+        return float(value) if value is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _json_value(v):
+    if isinstance(v, (float, np.floating)):
+        return None if not np.isfinite(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _jsonable(obj):
+    """uns records come back from h5ad as numpy scalars and arrays; make them plain JSON."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.generic, float)):
+        return _json_value(obj.item() if isinstance(obj, np.generic) else obj)
+    return obj
+
+
+def _own_version() -> str:
+    from graphimpute import __version__
+
+    return __version__
+
+
+def _pkg_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path

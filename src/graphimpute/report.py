@@ -1,0 +1,326 @@
+"""Turn EVALUATE's files into MultiQC custom content, and render it into one HTML report.
+
+The report computes nothing: every number comes from EVALUATE's tables (``<sample>.metrics.tsv``,
+``.runs.tsv``, ``.histories.tsv``, ``.embeddings.tsv``, ``.versions.json``, ``.summary.json``);
+the UMAP coordinates are EVALUATE's too, the report only draws them. Files written (MultiQC picks
+up anything named ``*_mqc.*``):
+
+- ``graphimpute_<group>_mqc.tsv``: one table per metric group (recovery, mcv, clustering), a row per
+  sample and method, coloured by whether higher or lower is better;
+- ``graphimpute_<group>_bars_mqc.yaml``: a bar graph per metric of that group (one button each);
+- ``graphimpute_resources_mqc.tsv``: device, wall time, peak memory, epochs;
+- ``graphimpute_loss_<method>_mqc.yaml``: the training loss curves, one line per sample and split,
+  one button per loss term;
+- ``graphimpute_umap_<sample>_mqc.png``: UMAP of the unimputed counts and of each method's output;
+- ``graphimpute_mqc_versions.yml``: software versions (MultiQC's own versions table);
+- ``multiqc_config.yaml``: title, section order, no version check.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from graphimpute.errors import GraphImputeError
+from graphimpute.evaluate import METRICS
+
+log = logging.getLogger(__name__)
+
+GROUPS = {
+    "recovery": ("Hidden-entry recovery",
+                 "Scores at the masked entries only, on log1p(10,000 · count / unmasked library), each method's "
+                 "output rescaled to the cell's unmasked library. NaN = undefined (a prediction that is 0 at "
+                 "every hidden entry has no Pearson r or cosine), not 0."),
+    "mcv": ("Molecular cross-validation",
+            "Counts split by Binomial(n, 0.9) into train (the methods' input) and test. MSE: log1p CP10k of "
+            "output vs test (Open Problems). Poisson: mean(rate - test · log(rate + 1e-6)) with the output "
+            "rescaled by test total / train total; the Open Problems column swaps the two arguments, as "
+            "their metric does. MSE favours sparse outputs: read it next to the Poisson loss."),
+    "clustering": ("Clustering",
+                   "On the PCA of each output's own log1p CP10k values (not the imputation graph): k-means with "
+                   "k = number of labels (mean over seeds) and Leiden on that PCA's kNN graph, scored against "
+                   "the labels; and the silhouette of the labels on the PCA."),
+}
+RESOURCE_COLUMNS = ("device", "wall_time_s", "peak_memory_mb", "epochs", "best_epoch")
+
+
+def load(inputs: Iterable[str | Path]) -> dict[str, Any]:
+    """Read EVALUATE's files from the given files or directories (several samples are concatenated)."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(sorted(path.iterdir()))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise GraphImputeError(f"{path}: no such file or directory")
+
+    def tables(suffix: str) -> pd.DataFrame:
+        found = [pd.read_csv(f, sep="\t") for f in files if f.name.endswith(suffix)]
+        return pd.concat(found, ignore_index=True) if found else pd.DataFrame()
+
+    versions: dict[str, dict[str, str]] = {}
+    settings: dict[str, Any] = {}
+    for f in files:
+        if f.name.endswith(".versions.json"):
+            for method, pkgs in json.loads(f.read_text()).items():
+                versions.setdefault(method, {}).update(pkgs)
+        elif f.name.endswith(".summary.json"):
+            summary = json.loads(f.read_text())
+            settings[summary["sample"]] = summary.get("settings", {})
+    data = {"metrics": tables(".metrics.tsv"), "runs": tables(".runs.tsv"),
+            "histories": tables(".histories.tsv"), "embeddings": tables(".embeddings.tsv"),
+            "versions": versions, "settings": settings}
+    if data["metrics"].empty:
+        raise GraphImputeError("no EVALUATE metrics (*.metrics.tsv) among the report's inputs")
+    return data
+
+
+def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str = "graphimpute benchmark") -> list[Path]:
+    """Write the MultiQC custom content files for ``data`` (from ``load``) into ``outdir``."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    metrics = data["metrics"].copy()
+    metrics["row"] = metrics["sample"].astype(str) + " · " + metrics["method"].astype(str)
+    samples = data["embeddings"]["sample"].unique() if not data["embeddings"].empty else []
+    methods = data["histories"]["method"].unique() if not data["histories"].empty else []
+    order = _section_order(samples, methods)
+
+    for group, (name, description) in GROUPS.items():
+        names = [m for m, spec in METRICS.items() if spec.group == group and m in set(metrics["metric"])]
+        if not names:
+            continue
+        wide = metrics[metrics["metric"].isin(names)].pivot_table(index="row", columns="metric", values="value",
+                                                                   aggfunc="first", dropna=False, sort=False)[names]
+        headers = {m: _header(m) for m in names}
+        written.append(_write_table(outdir / f"graphimpute_{group}_mqc.tsv", wide, id=f"graphimpute_{group}",
+                                    section_name=name, description=description, headers=headers, order=order))
+        bars = {"id": f"graphimpute_{group}_bars", "section_name": f"{name}: bar graphs",
+                "description": "One button per metric. " + description, "plot_type": "bargraph",
+                "pconfig": {"id": f"graphimpute_{group}_bars_plot", "title": f"{name}",
+                            "data_labels": [{"name": m, "ylab": m} for m in names], "cpswitch": False,
+                            "tt_decimals": 4},
+                "data": [{row: {m: v} for row, v in wide[m].items() if _finite(v)} for m in names]}
+        written.append(_write_yaml(outdir / f"graphimpute_{group}_bars_mqc.yaml", bars))
+
+    runs = data["runs"]
+    if not runs.empty:
+        runs = runs.assign(row=runs["sample"].astype(str) + " · " + runs["method"].astype(str)).set_index("row")
+        cols = [c for c in RESOURCE_COLUMNS if c in runs.columns]
+        headers = {c: _header(c) if c in METRICS else {"title": c, "description": "device the method ran on"}
+                   for c in cols}
+        written.append(_write_table(outdir / "graphimpute_resources_mqc.tsv", runs[cols], id="graphimpute_resources",
+                                    section_name="Runtime and memory",
+                                    description="From each output's provenance; timings depend on the machine and "
+                                                "its load at the time.", headers=headers, order=order))
+
+    histories = data["histories"]
+    if not histories.empty:
+        for method, hist in histories.groupby("method", sort=False):
+            hist = hist.assign(split=hist["term"].str.split("_", n=1).str[0],
+                               base=hist["term"].str.split("_", n=1).str[-1])
+            terms = list(dict.fromkeys(hist["base"]))
+            datasets = []
+            for term in terms:
+                part = hist[hist["base"] == term]
+                datasets.append({f"{s} {split}": {int(e): float(v) for e, v in zip(g["epoch"], g["value"]) if _finite(v)}
+                                 for (s, split), g in part.groupby(["sample", "split"], sort=False)})
+            content = {"id": f"graphimpute_loss_{_safe(method)}", "section_name": f"Training: {method}",
+                       "description": f"Loss terms of {method} per epoch (train and validation), one button per term.",
+                       "plot_type": "linegraph",
+                       "pconfig": {"id": f"graphimpute_loss_{_safe(method)}_plot", "title": f"{method}: training history",
+                                   "xlab": "epoch", "ylab": "loss",
+                                   "data_labels": [{"name": t, "ylab": t} for t in terms]},
+                       "data": datasets}
+            written.append(_write_yaml(outdir / f"graphimpute_loss_{_safe(method)}_mqc.yaml", content))
+
+    embeddings = data["embeddings"]
+    if not embeddings.empty:
+        for sample, emb in embeddings.groupby("sample", sort=False):
+            written.append(_umap_png(emb, outdir / f"graphimpute_umap_{_safe(str(sample))}_mqc.png", str(sample)))
+
+    written.append(_write_versions(data["versions"], outdir / "graphimpute_mqc_versions.yml"))
+    config = {"title": title, "subtitle": "imputation benchmark: metrics from graphimpute evaluate",
+              "no_version_check": True, "show_analysis_paths": False, "report_section_order": order,
+              "custom_data": {f"graphimpute_umap_{_safe(str(s))}": {
+                  "section_name": f"UMAP: {s}",
+                  "description": "UMAP of each output's evaluation PCA (kNN graph of that PCA), coloured by label."}
+                  for s in (embeddings["sample"].unique() if not embeddings.empty else [])},
+              "sp": {f"graphimpute_umap_{_safe(str(s))}": {"fn": f"graphimpute_umap_{_safe(str(s))}_mqc.png"}
+                     for s in (embeddings["sample"].unique() if not embeddings.empty else [])}}
+    written.append(_write_yaml(outdir / "multiqc_config.yaml", config))
+    return written
+
+
+def multiqc_available() -> bool:
+    return importlib.util.find_spec("multiqc") is not None or shutil.which("multiqc") is not None
+
+
+def render(content_dir: str | Path, outdir: str | Path, *, filename: str = "multiqc_report.html") -> Path:
+    """Run MultiQC on ``content_dir`` with its multiqc_config.yaml; returns the HTML path."""
+    content_dir, outdir = Path(content_dir), Path(outdir)
+    if importlib.util.find_spec("multiqc") is not None:
+        command = [sys.executable, "-m", "multiqc"]
+    elif shutil.which("multiqc"):
+        command = [shutil.which("multiqc")]
+    else:
+        raise GraphImputeError("MultiQC is not installed here: the custom content files are written, but no HTML "
+                               "report (install multiqc, or use --no-render)")
+    command += [str(content_dir), "--config", str(content_dir / "multiqc_config.yaml"), "--outdir", str(outdir),
+                "--filename", filename, "--force", "--no-ansi"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    html = outdir / filename
+    if done.returncode != 0 or not html.exists():
+        raise GraphImputeError(f"MultiQC failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    return html
+
+
+def report(inputs: Iterable[str | Path], outdir: str | Path, *, title: str = "graphimpute benchmark",
+           render_html: bool = True) -> list[Path]:
+    """Custom content into ``outdir/custom_content``; with ``render_html``, the MultiQC report into ``outdir``."""
+    outdir = Path(outdir)
+    content_dir = outdir / "custom_content"
+    written = write_custom_content(load(inputs), content_dir, title=title)
+    if render_html:
+        written.append(render(content_dir, outdir))
+    return written
+
+
+# -------------------------------------------------------------------------------------------- helpers
+def _section_order(samples: Iterable[str] = (), methods: Iterable[str] = ()) -> dict[str, dict[str, int]]:
+    """MultiQC puts higher ``order`` first: tables, bar graphs, resources, UMAPs, training, versions."""
+    ids = [f"graphimpute_{g}" for g in GROUPS] + [f"graphimpute_{g}_bars" for g in GROUPS] + ["graphimpute_resources"]
+    ids += [f"graphimpute_umap_{_safe(str(s))}" for s in samples] + [f"graphimpute_loss_{_safe(str(m))}" for m in methods]
+    order = {i: {"order": 10000 - 10 * n} for n, i in enumerate(ids)}
+    order["software_versions"] = {"order": -1000}
+    return order
+
+
+def _header(metric: str) -> dict[str, Any]:
+    spec = METRICS[metric]
+    header: dict[str, Any] = {"title": metric, "description": spec.description, "format": "{:,.4f}"}
+    if spec.higher_is_better is not None:
+        header["scale"] = "RdYlGn" if spec.higher_is_better else "RdYlGn-rev"
+    else:
+        header["scale"] = False
+    return header
+
+
+def _write_table(path: Path, table: pd.DataFrame, *, id: str, section_name: str, description: str,
+                 headers: dict[str, Any], order: Any) -> Path:
+    head = {"id": id, "section_name": section_name, "description": description, "plot_type": "table",
+            "pconfig": {"id": f"{id}_table", "title": section_name, "sort_rows": False}, "headers": headers}
+    lines = [f"# {key}: {json.dumps(value, ensure_ascii=False)}" for key, value in head.items()]
+    body = table.copy()
+    body.index.name = "sample · method"
+    text = "\n".join(lines) + "\n" + body.to_csv(sep="\t", na_rep="NaN", float_format="%.6g")
+    path.write_text(text)
+    return path
+
+
+def _write_versions(versions: dict[str, dict[str, str]], path: Path) -> Path:
+    from graphimpute import __version__
+
+    lines = ["graphimpute:", f"  graphimpute: {json.dumps(str(__version__))}"]
+    for method, pkgs in versions.items():
+        if pkgs:
+            lines.append(f"{json.dumps(str(method))}:")
+            lines.extend(f"  {json.dumps(str(k))}: {json.dumps(str(v))}" for k, v in sorted(pkgs.items()))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _umap_png(emb: pd.DataFrame, path: Path, sample: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seen = list(dict.fromkeys(emb["method"]))
+    methods = sorted(seen, key=lambda m: (m not in ("unimputed", "none"), seen.index(m)))
+    labels = sorted(emb["label"].astype(str).unique())
+    colours = dict(zip(labels, plt.get_cmap("tab20")(np.linspace(0, 1, max(len(labels), 2)))))
+    cols = min(4, len(methods))
+    rows = math.ceil(len(methods) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1.8, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, method in zip(axes.ravel(), methods):
+        part = emb[emb["method"] == method]
+        ax.scatter(part["umap1"], part["umap2"], s=3, c=[colours[str(l)] for l in part["label"]], linewidths=0)
+        ax.set_title("unimputed (none)" if method == "none" else method, fontsize=10)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[l], label=l) for l in labels]
+    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
+    fig.suptitle(sample, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / (3.2 * cols + 1.8), 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _write_yaml(path: Path, obj: Any) -> Path:
+    path.write_text(_yaml(obj) + "\n")
+    return path
+
+
+def _yaml(obj: Any, indent: int = 0) -> str:
+    """A small YAML writer (PyYAML is not a dependency): block mappings and sequences, JSON-quoted
+    strings and keys, floats always with a decimal point (PyYAML reads '1e-05' as a string)."""
+    pad = "  " * indent
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        out = []
+        for key, value in obj.items():
+            key = str(int(key)) if isinstance(key, (int, np.integer)) else json.dumps(str(key))
+            if isinstance(value, (dict, list)) and value:
+                out.append(f"{pad}{key}:\n{_yaml(value, indent + 1)}")
+            else:
+                out.append(f"{pad}{key}: {_yaml(value, 0)}")
+        return "\n".join(out)
+    if isinstance(obj, list):
+        if not obj:
+            return "[]"
+        out = []
+        for value in obj:
+            if isinstance(value, (dict, list)) and value:
+                inner = _yaml(value, indent + 1).lstrip()
+                out.append(f"{pad}- {inner}")
+            else:
+                out.append(f"{pad}- {_yaml(value, 0)}")
+        return "\n".join(out)
+    if isinstance(obj, bool) or obj is None:
+        return {True: "true", False: "false", None: "null"}[obj]
+    if isinstance(obj, (int, np.integer)):
+        return str(int(obj))
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        if math.isnan(v):
+            return ".nan"
+        if math.isinf(v):
+            return ".inf" if v > 0 else "-.inf"
+        return f"{v:.8e}"
+    return json.dumps(str(obj), ensure_ascii=False)
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

@@ -9,19 +9,21 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # torch first and pinned: it is the CPU wheel; a looser torch pulls several GB of CUDA packages.
-$(STAMP): pyproject.toml requirements.txt scripts/install_groovy_parser.sh
+$(STAMP): pyproject.toml requirements.txt requirements-baselines.txt scripts/install_groovy_parser.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -r requirements-baselines.txt
+	$(BIN)/pip install -q scvi-tools==1.4.2
 	$(BIN)/pip install -q --no-deps -e .
 	bash scripts/install_groovy_parser.sh || echo "warning: no Groovy parser (needs npm + Java 17): its static test will be skipped"
 	touch $(STAMP)
 
 demo: install
 	$(BIN)/graphimpute run --input src/graphimpute/data/pbmc3k_small.h5ad --outdir demo_results \
-		--methods all --label-key cell_type
-	@echo "Results in demo_results/ (one folder per step)"
+		--methods all --benchmark --label-key cell_type --params-file assets/test_method_params.json
+	@echo "Results in demo_results/ (one folder per step); report: demo_results/multiqc/multiqc_report.html"
 
 test: install
 	$(BIN)/python -m pytest -q

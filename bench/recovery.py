@@ -64,9 +64,14 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, help="TSV to append one row per method to.")
     parser.add_argument("--param", action="append", default=[], help="METHOD.KEY=VALUE")
     parser.add_argument("--n-top-genes", type=int, default=2000)
+    parser.add_argument("--min-genes", type=int, default=200, help="QC: fewest detected genes per cell.")
+    parser.add_argument("--n-mads", default="5", help="QC: library outlier cut in MADs, or 'none'.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--label-key", default=None, help="Also cluster (EVALUATE writes OUTDIR/evaluate/).")
+    parser.add_argument("--workdir", type=Path, help="Checkpoints of trained methods go here (long runs).")
+    parser.add_argument("--checkpoint-every", type=int, help="Epochs between checkpoints (needs --workdir).")
+    parser.add_argument("--resume", action="store_true", help="Continue training from --workdir's checkpoints.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -76,9 +81,13 @@ def main(argv=None) -> int:
         target, value = item.split("=", 1)
         method, key = target.split(".", 1)
         overrides.setdefault(method, {})[key] = value
-    options = pipeline.RunOptions(methods=names, benchmark=True, n_top_genes=args.n_top_genes, label_key=args.label_key,
+    qc = {"min_genes": args.min_genes, "n_mads": None if args.n_mads == "none" else float(args.n_mads)}
+    options = pipeline.RunOptions(methods=names, benchmark=True, n_top_genes=args.n_top_genes, qc=qc,
+                                  label_key=args.label_key,
                                   method_params=overrides,
-                                  ctx=RunContext(seed=args.seed, device=args.device, progress=False))
+                                  ctx=RunContext(seed=args.seed, device=args.device, progress=False,
+                                                 workdir=args.workdir, checkpoint_every=args.checkpoint_every,
+                                                 resume=args.resume))
     started = time.perf_counter()
     paths = pipeline.run(args.data, args.outdir, options)
     truth = anndata.read_h5ad(paths["truth"])

@@ -111,6 +111,23 @@ def test_bad_options_are_clear(tmp_path, bundled_path):
     assert result.exit_code == EXIT_USER_ERROR and "no parameter 'lr'" in result.output
 
 
+def test_params_file_keyed_by_method(tmp_path, bundled_path):
+    import json
+
+    from graphimpute.cli import _method_params
+
+    per_method = tmp_path / "p.json"
+    per_method.write_text(json.dumps({"dca": {"max_epochs": 2}, "scgnn": {"max_epochs": 3}}))
+    assert _method_params(["dca", "none"], (), per_method) == {"dca": {"max_epochs": 2}}
+    per_method.write_text(json.dumps({"dca": {"max_epoch": 2}}))
+    with pytest.raises(Exception, match="no parameter 'max_epoch'"):
+        _method_params(["dca"], (), per_method)
+    result = CliRunner().invoke(main, ["run", "-i", str(bundled_path), "-o", str(tmp_path / "o"),
+                                       "--methods", "none,dca", "--param", "max_epochs=2"])
+    assert result.exit_code == EXIT_USER_ERROR and "keyed by method" not in result.output
+    assert "--params-file whose keys are method names" in result.output
+
+
 @pytest.mark.parametrize("command", ["qc", "normalise", "mask", "graph", "impute", "evaluate", "report", "run", "methods"])
 def test_every_subcommand_has_help(command):
     result = CliRunner().invoke(main, [command, "--help"])

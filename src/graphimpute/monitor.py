@@ -56,3 +56,31 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self.peak_mb = max(self.peak_mb, rss_mb())
+
+
+def require_memory(needed_gb: float, *, limit_gb: float, what: str, advice: str) -> None:
+    """Stop before work estimated to need more than ``limit_gb``: a ``ResourceError`` that names the
+    estimate, the limit and what to change, instead of a crash (or the OOM killer) part-way through."""
+    from graphimpute.errors import ResourceError
+
+    if needed_gb > limit_gb:
+        raise ResourceError(f"{what} needs about {needed_gb:.1f} GB, above the limit of {limit_gb:g} GB; "
+                            f"{advice}")
+
+
+def available_mb(device=None) -> float:
+    """Memory a run can still take, in MB: free memory of a CUDA device, else the system's
+    MemAvailable (what a memory estimate is checked against before training)."""
+    if device is not None and str(device).startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return free / 2**20
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * _PAGE / 2**20

@@ -35,12 +35,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise DeviceError(f"unknown device {name!r}: use auto, cpu or cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError("--device cuda was asked for, but no CUDA device is available here "
                           "(use --device cpu or --device auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise DeviceError(f"unknown device {name!r}: use auto, cpu or cuda")
-    return torch.device(name)
+    try:
+        resolved = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}: use auto, cpu or cuda") from None
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return resolved
 
 
 def seed_everything(seed: int) -> None:
@@ -60,9 +66,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int | None = None  # epochs without improvement of the monitored loss before stopping
     min_delta: float = 0.0
-    lr_decay_every: int | None = None  # StepLR: multiply lr by lr_decay every this many epochs
+    lr_decay_every: int | None = None  # multiply lr by lr_decay every this many epochs
     lr_decay: float = 1.0
+    lr_decay_staircase: bool = True  # True: in steps (StepLR); False: smoothly, lr·decay^(epoch/every)
     grad_clip: float | None = None
+    fused_adam: bool = False  # torch's fused Adam kernel: same update, one pass (~8x faster step on CPU)
     checkpoint_every: int | None = None  # epochs; needs checkpoint_dir
     checkpoint_dir: Path | None = None
     resume: bool = False  # continue from checkpoint_dir/checkpoint.pt when it exists
@@ -106,16 +114,26 @@ def fit(
 
     ``train_data``/``val_data`` return the batches of one epoch; ``None`` for ``train_data`` means one
     full-batch step per epoch (batch ``None``). Early stopping monitors the validation loss when
-    ``val_data`` is given, else the training loss; the best weights are restored at the end."""
+    ``val_data`` is given, else the training loss; the best weights are restored at the end.
+
+    With ``checkpoint_every`` and ``checkpoint_dir`` the full state (weights, optimiser, scheduler,
+    history, best weights, torch/numpy/Python RNGs) is written atomically every N epochs and when
+    training stops; ``resume`` continues from it and ends with the weights an uninterrupted run
+    would have. A resumed run that had already stopped early does not train further."""
     train_data = train_data or (lambda: [None])
-    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimiser, config.lr_decay_every, config.lr_decay)
-                 if config.lr_decay_every else None)
+    if config.checkpoint_every and config.checkpoint_dir is None:
+        log.warning("%s: checkpoint_every=%d ignored: no checkpoint directory (workdir) given",
+                    config.desc, config.checkpoint_every)
+    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                 **({"fused": True} if config.fused_adam else {}))
+    scheduler = _scheduler(optimiser, config)
     history = History(device=str(device))
     best_state, start_epoch, since_best = None, 0, 0
     ckpt = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir else None
     if config.resume and ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
+        # on the CPU: RNG states must stay CPU tensors; weights and optimiser state are copied to the
+        # module's device by load_state_dict
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
         module.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         if scheduler is not None and state["scheduler"] is not None:
@@ -123,13 +141,14 @@ def fit(
         history = History(**{k: v for k, v in state["history"].items() if k != "n_epochs"})
         history.resumed_from_epoch = start_epoch = state["epoch"]
         best_state, since_best = state["best_state"], state["since_best"]
-        torch.set_rng_state(state["torch_rng"])
+        _set_rng_state(state["rng"])
         log.info("%s: resumed from %s at epoch %d", config.desc, ckpt, start_epoch)
 
     bar = _progress(config, start_epoch)
     started = time.perf_counter() - history.wall_time_s
     with PeakMemory(device) as memory:
-        for epoch in range(start_epoch, config.max_epochs):
+        last_epoch = start_epoch if history.stopped_early else config.max_epochs
+        for epoch in range(start_epoch, last_epoch):
             t0 = time.perf_counter()
             module.train()
             train_terms = _run_epoch(module, loss, train_data(), optimiser, config.grad_clip)
@@ -155,11 +174,11 @@ def fit(
             bar.update(1)
             bar.set_postfix(loss=f"{monitored:.4g}", refresh=False)
             stop = config.patience is not None and since_best >= config.patience
+            history.stopped_early = stop  # before the checkpoint, so a resumed run knows it is done
             if ckpt is not None and config.checkpoint_every and ((epoch + 1) % config.checkpoint_every == 0 or stop):
                 history.wall_time_s = time.perf_counter() - started
                 _save_checkpoint(ckpt, epoch + 1, module, optimiser, scheduler, history, best_state, since_best)
             if stop:
-                history.stopped_early = True
                 log.info("%s: early stop at epoch %d (best %d)", config.desc, epoch + 1, history.best_epoch)
                 break
     bar.close()
@@ -171,12 +190,24 @@ def fit(
     return history
 
 
+def _scheduler(optimiser, config: TrainConfig):
+    """StepLR, or TensorFlow's exponential_decay(staircase=False) as an ExponentialLR per epoch."""
+    if not config.lr_decay_every:
+        return None
+    if config.lr_decay_staircase:
+        return torch.optim.lr_scheduler.StepLR(optimiser, config.lr_decay_every, config.lr_decay)
+    gamma = config.lr_decay ** (1.0 / config.lr_decay_every)
+    return torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma)
+
+
 def _run_epoch(module, loss, batches, optimiser, grad_clip) -> dict[str, float]:
     """Mean of each loss term over the epoch's batches; steps the optimiser when one is given."""
     sums: dict[str, float] = {}
     n = 0
     for batch in batches:
         terms = loss(module, batch)
+        if "loss" not in terms:
+            raise KeyError(f"the loss function must return a dict with a 'loss' entry (got {sorted(terms)})")
         if optimiser is not None:
             optimiser.zero_grad(set_to_none=True)
             terms["loss"].backward()
@@ -184,8 +215,10 @@ def _run_epoch(module, loss, batches, optimiser, grad_clip) -> dict[str, float]:
                 nn.utils.clip_grad_norm_(module.parameters(), grad_clip)
             optimiser.step()
         for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, Tensor) else v)
         n += 1
+    if n == 0:
+        raise ValueError("an epoch produced no batches: the training or validation data is empty")
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
@@ -195,8 +228,22 @@ def _save_checkpoint(path: Path, epoch, module, optimiser, scheduler, history, b
     torch.save({"epoch": epoch, "model": module.state_dict(), "optimiser": optimiser.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "history": history.to_dict(), "best_state": best_state, "since_best": since_best,
-                "torch_rng": torch.get_rng_state()}, tmp)
+                "rng": _get_rng_state()}, tmp)
     os.replace(tmp, path)
+
+
+def _get_rng_state() -> dict[str, Any]:
+    """Every generator a loss or a batch sampler may draw from, so a resumed run draws the same."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _progress(config: TrainConfig, start: int):

@@ -15,7 +15,10 @@ from graphimpute.methods._base import GraphSpec, ImputeResult, Method, RunContex
 __all__ = ["GraphSpec", "ImputeResult", "Method", "RunContext", "available", "get", "resolve_params"]
 
 # Module names under graphimpute.methods, in the order `graphimpute methods` lists them.
-_MODULES: tuple[str, ...] = ("none", "scvgae")
+_MODULES: tuple[str, ...] = (
+    "scvgae", "graphsci", "cnnimpute", "scgnn", "gnnimpute",  # the five methods
+    "none", "magic", "alra", "dca", "scvi",  # baselines
+)
 
 
 def available() -> dict[str, Method]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
+
+from graphimpute.errors import GraphImputeError
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,28 @@ class Method:
     graphs: tuple[GraphSpec, ...] = ()
     kind: Literal["method", "baseline"] = "method"
     trains: bool = False  # uses the training engine (and so --device)
+    requires: tuple[str, ...] = ()  # optional packages (import names) beyond the core install
+    install_hint: str = ""  # how to install them; quoted in the error when one is missing
+
+    def missing(self) -> tuple[str, ...]:
+        """The packages of ``requires`` that are not installed here (cheap: imports nothing)."""
+        return tuple(p for p in self.requires if not _installed(p))
+
+    @property
+    def is_available(self) -> bool:
+        return not self.missing()
+
+    def import_required(self, package: str):
+        """Import one of ``requires``, or raise GraphImputeError saying how to install it."""
+        try:
+            return importlib.import_module(package)
+        except ImportError as err:
+            raise GraphImputeError(
+                f"method {self.name!r} needs the optional package {package!r}, which is not installed"
+                f" ({err}); {self.install_hint or 'install it'}") from err
+
+
+def _installed(package: str) -> bool:
+    if package in sys.modules:  # None there means a blocked import
+        return sys.modules[package] is not None
+    return importlib.util.find_spec(package) is not None

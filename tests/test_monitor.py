@@ -1,0 +1,25 @@
+"""Peak memory and wall time of a block, and the memory guard every method calls before training."""
+
+import time
+
+import numpy as np
+import pytest
+
+from graphimpute.errors import ResourceError
+from graphimpute.monitor import PeakMemory, require_memory, rss_mb
+
+
+def test_peak_memory_sees_a_transient_allocation():
+    before = rss_mb()
+    with PeakMemory(interval=0.01) as memory:
+        block = np.ones(300 * 2**20 // 8)  # 300 MB, written so that it is resident
+        time.sleep(0.1)
+        del block
+    assert memory.peak_mb > before + 250
+    assert memory.wall_s >= 0.1
+
+
+def test_require_memory():
+    require_memory(1.0, limit_gb=2.0, what="x", advice="y")
+    with pytest.raises(ResourceError, match=r"training needs about 3\.5 GB, above the limit of 2 GB; use fewer genes"):
+        require_memory(3.5, limit_gb=2.0, what="training", advice="use fewer genes")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 
+import anndata as ad
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from conftest import synthetic_counts
-from graphimpute import methods
+from graphimpute import graphs, methods, normalise
 from graphimpute.errors import DeviceError, GraphImputeError
 from graphimpute.methods import RunContext
 from graphimpute.methods._baseline import to_input_library
@@ -38,11 +40,16 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def adata():
-    return synthetic_counts(n_cells=200, n_genes=100)
+    """Counts with every graph a baseline declares, as the GRAPH step leaves them."""
+    data = normalise.normalise(synthetic_counts(n_cells=200, n_genes=100), n_top_genes=None)
+    for name in BASELINES:
+        for spec in methods.get(name).graphs:
+            graphs.build(data, spec.kind, spec.key, dict(spec.params))
+    return data
 
 
 def test_every_baseline_is_registered():
-    assert {"none", "magic", "alra", "dca", "scvi"} <= set(BASELINES)
+    assert {"none", "knn_average", "magic", "alra", "dca", "scvi"} <= set(BASELINES)
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -70,6 +77,24 @@ def test_rescaling_policy_keeps_empty_rows_empty():
     out = to_input_library(expected, np.array([8.0, 5.0, 0.0]))
     np.testing.assert_allclose(out, [[2.0, 6.0], [0.0, 0.0], [0.0, 0.0]])
     assert out.dtype == np.float32
+
+
+def test_knn_average_is_the_mean_of_the_neighbours_normalised_counts():
+    """Three cells on a path graph 0-1-2, cell 3 alone; size factors 1, 2, 1, 2 (median library 4)."""
+    counts = np.array([[2.0, 2.0], [8.0, 0.0], [0.0, 4.0], [3.0, 5.0]], dtype=np.float32)
+    data = ad.AnnData(X=sp.csr_matrix(counts))
+    data.obsp["knn5"] = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]],
+                                                dtype=np.float32))
+    imputed = run("knn_average", data).imputed
+    # cell 0 sees cell 1 only: (4, 0) per size factor, rescaled to its library 4
+    # cell 1 sees cells 0 and 2: mean of (2, 2) and (0, 4) = (1, 3), rescaled to 8; cell 2 sees cell 1
+    # cell 3 has no neighbour: keeps its counts
+    np.testing.assert_allclose(imputed, [[4, 0], [2, 6], [4, 0], [3, 5]], rtol=1e-6)
+
+
+def test_knn_average_needs_its_graph():
+    with pytest.raises(GraphImputeError, match="knn5"):
+        run("knn_average", synthetic_counts(n_cells=20, n_genes=10))
 
 
 def test_dca_training_lowers_the_zinb_loss(adata):

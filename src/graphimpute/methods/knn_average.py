@@ -1,0 +1,51 @@
+"""The neighbour average: each cell's expression as the mean of its nearest cells' on the PCA-kNN
+graph the cell-graph methods use (scgnn, gnnimpute: PCA 50, k = 5, symmetrised).
+
+Why it is here: a graph neural network that imputes from a cell graph has to beat plain averaging
+over that same graph to be worth its training time. This is that bar, as a baseline in every benchmark.
+
+Each neighbour's counts are divided by its size factor (library / median library) before averaging, so
+that deep cells do not dominate; the cell itself is left out (its masked zeros would pull the average
+down). The average is then rescaled to the cell's own library (the baselines' shared policy,
+methods/_baseline.py). A cell with no neighbour keeps its counts.
+
+Reads ``adata.X`` (raw counts) and ``adata.obsp['knn5']``; writes nothing to ``adata``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from graphimpute.methods._base import ImputeResult, Method
+from graphimpute.methods._baseline import dense_counts, to_input_library
+from graphimpute.methods._common import cell_graph
+from graphimpute.methods.scgnn import PCA_KNN5
+
+
+def impute(adata, params, ctx) -> ImputeResult:
+    counts = dense_counts(adata)
+    library = counts.sum(axis=1)
+    factors = library / np.median(library[library > 0]) if (library > 0).any() else np.ones_like(library)
+    graph = cell_graph(adata, PCA_KNN5, "knn_average").astype(np.float64)
+    graph.setdiag(0)
+    graph.eliminate_zeros()
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    average = sp.diags(np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)) @ graph
+    normalised = counts / np.where(factors > 0, factors, 1.0)[:, None]
+    expected = average @ normalised
+    lonely = degree == 0
+    expected[lonely] = counts[lonely]
+    return ImputeResult(imputed=to_input_library(expected, library),
+                        info={"graph": PCA_KNN5.key, "median_neighbours": float(np.median(degree)),
+                              "cells_without_neighbours": int(lonely.sum()), "rescaled_to_input_library": True})
+
+
+METHOD = Method(
+    name="knn_average",
+    impute=impute,
+    summary="mean of each cell's nearest cells on the PCA 5-NN graph (the bar for the cell-graph GNNs)",
+    citation="-",
+    graphs=(PCA_KNN5,),
+    kind="baseline",
+)

@@ -23,3 +23,12 @@ def test_require_memory():
     require_memory(1.0, limit_gb=2.0, what="x", advice="y")
     with pytest.raises(ResourceError, match=r"training needs about 3\.5 GB, above the limit of 2 GB; use fewer genes"):
         require_memory(3.5, limit_gb=2.0, what="training", advice="use fewer genes")
+
+
+def test_require_memory_refuses_more_than_is_free(monkeypatch):
+    from graphimpute import monitor
+
+    monkeypatch.setattr(monitor, "available_mb", lambda device=None: 1024.0)
+    monitor.require_memory(0.5, what="x", advice="y")  # no limit given: only what is free counts
+    with pytest.raises(ResourceError, match=r"needs about 2\.0 GB, more than the 1\.0 GB free on this machine; use fewer"):
+        monitor.require_memory(2.0, limit_gb=8.0, what="training", advice="use fewer genes")

@@ -58,14 +58,20 @@ class PeakMemory:
             self.peak_mb = max(self.peak_mb, rss_mb())
 
 
-def require_memory(needed_gb: float, *, limit_gb: float, what: str, advice: str) -> None:
-    """Stop before work estimated to need more than ``limit_gb``: a ``ResourceError`` that names the
-    estimate, the limit and what to change, instead of a crash (or the OOM killer) part-way through."""
+def require_memory(needed_gb: float, *, what: str, advice: str, limit_gb: float | None = None,
+                   device=None) -> None:
+    """Stop before work estimated to need more than ``limit_gb`` (a method's ``max_memory_gb``, when it
+    has one) or more than the device has free now: a ``ResourceError`` that names the estimate, the
+    bound and what to change, instead of a crash (or the OOM killer) part-way through."""
     from graphimpute.errors import ResourceError
 
-    if needed_gb > limit_gb:
+    if limit_gb is not None and needed_gb > limit_gb:
         raise ResourceError(f"{what} needs about {needed_gb:.1f} GB, above the limit of {limit_gb:g} GB; "
                             f"{advice}")
+    free_gb = available_mb(device) / 1024
+    if needed_gb > free_gb:
+        raise ResourceError(f"{what} needs about {needed_gb:.1f} GB, more than the {free_gb:.1f} GB free on "
+                            f"{device or 'this machine'}; {advice}")
 
 
 def available_mb(device=None) -> float:

@@ -113,7 +113,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     graph = cell_graph(adata, PCA_KNN5, "gnnimpute")
     require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, graph.nnz, hidden_dim=params["hidden_dim"],
                                       latent_dim=params["latent_dim"], heads=params["heads"]),
-                   limit_gb=params["max_memory_gb"], what=f"gnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
+                   limit_gb=params["max_memory_gb"], device=device, what=f"gnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
                    advice="use fewer genes (--n-top-genes) or cells, a smaller hidden_dim, or raise max_memory_gb")
 
     # 1. median-library scaling and log1p; 2. 10% of each gene's non-zeros hidden from the input

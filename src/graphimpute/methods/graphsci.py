@@ -242,12 +242,9 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
     batch_size = params["batch_size"] if 0 < params["batch_size"] < n else n
     dense = g <= params["dense_adjacency_max_genes"]
     need = estimate_memory_mb(n_cells=n, n_genes=g, batch_size=batch_size, dense_adjacency=dense)
-    have = monitor.available_mb(device)
-    if need > have:
-        raise ResourceError(
-            f"GraphSCI would need about {need / 1024:.1f} GB on {device} ({have / 1024:.1f} GB free) for "
-            f"{n} cells x {g} genes; lower the gene count with --n-top-genes, train on fewer cells at a time "
-            "with --param batch_size=N, or use a machine with more memory")
+    monitor.require_memory(need / 1024, device=device, what=f"GraphSCI on {n} cells x {g} genes",
+                           advice="lower the gene count with --n-top-genes, train on fewer cells at a time "
+                                  "with --param batch_size=N, or use a machine with more memory")
 
     train.seed_everything(ctx.seed)
     size_factor, size_factor_source = size_factors(adata)

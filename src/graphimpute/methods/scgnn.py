@@ -152,7 +152,7 @@ def impute(adata, params, ctx) -> ImputeResult:
         raise GraphImputeError(f"scgnn: {n_kept} gene(s) pass the filter variance/(1+mean) > "
                                f"{params['min_dispersion']}; lower min_dispersion")
     require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, n_kept, n_hidden, graph.nnz),
-                   limit_gb=params["max_memory_gb"], what=f"scgnn on {adata.n_obs} cells x {n_kept} genes",
+                   limit_gb=params["max_memory_gb"], device=device, what=f"scgnn on {adata.n_obs} cells x {n_kept} genes",
                    advice="use fewer genes (--n-top-genes) or cells, or raise max_memory_gb")
     counts = dense_counts(adata)
     kept = np.ascontiguousarray(counts[:, keep])

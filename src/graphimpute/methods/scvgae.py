@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import GraphNorm, Linear
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
-from graphimpute import graphs, train
-from graphimpute.errors import GraphImputeError, ResourceError
+from graphimpute import graphs, monitor, train
+from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import GraphSpec, ImputeResult, Method
 from graphimpute.nn.losses import zinb_nll
 
@@ -182,11 +182,10 @@ def impute(adata, params, ctx) -> ImputeResult:
     graph = sp.csr_matrix(adata.obsp[GRAPH_KEY])[cells][:, cells]
     n, g = int(cells.sum()), int(genes.sum())
     need = estimate_memory_gb(n, g, 2 * graph.nnz, params, output_entries=adata.n_obs * adata.n_vars)
-    if need > params["max_memory_gb"]:
-        raise ResourceError(
-            f"scvgae would need about {need:.1f} GiB to train on {n} cells x {g} genes with "
-            f"{graph.nnz} edges (limit max_memory_gb={params['max_memory_gb']}): use fewer genes "
-            "(--n-top-genes) or cells, or raise the limit with --param max_memory_gb=... if the memory is there")
+    monitor.require_memory(need, limit_gb=params["max_memory_gb"], device=device,
+                           what=f"scvgae on {n} cells x {g} genes with {graph.nnz} edges",
+                           advice="use fewer genes (--n-top-genes) or cells, or raise the limit with "
+                                  "--param max_memory_gb=... if the memory is there")
 
     kept = counts[cells][:, genes]
     library = np.asarray(kept.sum(axis=1), dtype=np.float64)  # > 0: every kept cell has non-zero genes

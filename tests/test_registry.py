@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from graphimpute import methods, normalise
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods import Method, RunContext
+from graphimpute.pipeline import build_graph
 
 
 def test_unknown_method_lists_choices():
@@ -45,6 +46,8 @@ def test_untrained_methods_keep_the_contract(counts, name):
     for package in methods.get(name).requires:  # optional extras (MAGIC, ALRA) may be absent
         pytest.importorskip(package)
     adata = normalise.normalise(counts, n_top_genes=None)
+    for spec in methods.get(name).graphs:  # the graphs the method declares, as the pipeline builds them
+        build_graph(adata, spec)
     before = adata.X.copy()
     result = methods.get(name).impute(adata, methods.resolve_params(methods.get(name)), RunContext())
     assert result.imputed.shape == adata.shape and result.imputed.dtype == np.float32

@@ -233,7 +233,7 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
     if g > params["max_genes"]:
         raise ResourceError(
             f"GraphSCI keeps genes x genes weights and adjacency: limited to {params['max_genes']} genes "
-            f"({g} given); lower the gene count with --n-top-genes (e.g. 2000), or raise --param max_genes "
+            f"({g} given); keep at most {params['max_genes']} genes with --n-top-genes, or raise --param max_genes "
             "if memory allows")
     if params["gcn_activation"] not in ACTIVATIONS:
         raise GraphImputeError(f"gcn_activation must be one of {', '.join(ACTIVATIONS)}, "

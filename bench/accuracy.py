@@ -108,7 +108,8 @@ def markdown(table: pd.DataFrame, *, load: tuple[float, float, float], failures:
     lines = ["# Accuracy benchmark", "",
              f"Written by `bench/accuracy.py` on {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, "
              f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
-             "(1/5/15 min) at the end: timings were taken under that load.", "",
+             "(1/5/15 min) at the end of this run; rows kept from earlier runs keep the timings (and load) "
+             "of their own run.", "",
              "Recovery: hidden entries only, log1p(10,000 · count / unmasked library), outputs rescaled to the "
              "unmasked library. MCV: Binomial(n, 0.9) split. `undef.` = undefined (e.g. Pearson r of a "
              "prediction that is 0 at every hidden entry), never 0. Formulas: docs/benchmark.md.", ""]

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graphimpute.methods._base import ImputeResult, Method
-from graphimpute.methods._baseline import dense_counts, to_input_library
+from graphimpute.methods._baseline import dense_counts, output_scale_info, to_input_library
 from graphimpute.methods._common import cell_graph
 from graphimpute.methods.scgnn import PCA_KNN5
 
@@ -38,7 +38,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     expected[lonely] = counts[lonely]
     return ImputeResult(imputed=to_input_library(expected, library),
                         info={"graph": PCA_KNN5.key, "median_neighbours": float(np.median(degree)),
-                              "cells_without_neighbours": int(lonely.sum()), "rescaled_to_input_library": True})
+                              "cells_without_neighbours": int(lonely.sum()), **output_scale_info(expected, library)})
 
 
 METHOD = Method(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
 import resource
 import threading
@@ -17,6 +20,17 @@ def rss_mb() -> float:
             return int(f.read().split()[1]) * _PAGE / 2**20
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def release_free_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the OS (glibc ``malloc_trim``), so that
+    memory an earlier step freed does not count as the next step's resident memory."""
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(libc).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 class PeakMemory:
@@ -37,6 +51,7 @@ class PeakMemory:
 
             torch.cuda.reset_peak_memory_stats()
         else:
+            release_free_memory()
             self.peak_mb = rss_mb()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()

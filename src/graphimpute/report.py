@@ -52,6 +52,7 @@ GROUPS = {
                    "the labels; and the silhouette of the labels on the PCA."),
 }
 RESOURCE_COLUMNS = ("device", "wall_time_s", "peak_memory_mb", "epochs", "best_epoch")
+_FORMATS = {"wall_time_s": "{:,.1f}", "peak_memory_mb": "{:,.0f}", "epochs": "{:,.0f}", "best_epoch": "{:,.0f}"}
 
 
 def load(inputs: Iterable[str | Path]) -> dict[str, Any]:
@@ -124,7 +125,11 @@ def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str
         written.append(_write_table(outdir / "graphimpute_resources_mqc.tsv", runs[cols], id="graphimpute_resources",
                                     section_name="Runtime and memory",
                                     description="From each output's provenance; timings depend on the machine and "
-                                                "its load at the time.", headers=headers, order=order))
+                                                "its load at the time. Peak memory is the resident memory of the "
+                                                "process while the method ran: where methods share one process "
+                                                "(graphimpute run) it includes what earlier methods left "
+                                                "allocated; the Nextflow pipeline runs each method in its own "
+                                                "task.", headers=headers, order=order))
 
     histories = data["histories"]
     if not histories.empty:
@@ -210,7 +215,8 @@ def _section_order(samples: Iterable[str] = (), methods: Iterable[str] = ()) -> 
 
 def _header(metric: str) -> dict[str, Any]:
     spec = METRICS[metric]
-    header: dict[str, Any] = {"title": metric, "description": spec.description, "format": "{:,.4f}"}
+    header: dict[str, Any] = {"title": metric, "description": spec.description,
+                              "format": _FORMATS.get(metric, "{:,.4f}")}
     if spec.higher_is_better is not None:
         header["scale"] = "RdYlGn" if spec.higher_is_better else "RdYlGn-rev"
     else:

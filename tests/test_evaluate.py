@@ -155,8 +155,9 @@ def test_clustering_recovers_separated_groups_and_is_deterministic():
 def _output(masked, imputed, method, **prov):
     out = masked.copy()
     out.layers[_keys.IMPUTED] = np.asarray(imputed, np.float32)
-    history = {"device": "cpu", "epochs": [{"train_loss": 2.0, "val_loss": 3.0, "lr": 0.1},
-                                           {"train_loss": 1.0, "val_loss": 2.5, "lr": 0.1}],
+    # bookkeeping columns (lr, cnnImpute's block) must not be plotted as loss terms
+    history = {"device": "cpu", "epochs": [{"train_loss": 2.0, "val_loss": 3.0, "lr": 0.1, "block": 0},
+                                           {"train_loss": 1.0, "val_loss": 2.5, "lr": 0.1, "block": 1}],
                "best_epoch": 2, "n_epochs": 2, "wall_time_s": 1.5, "peak_memory_mb": 42.0}
     out.uns[_keys.UNS]["impute"] = {"method": method, "device": "cpu", "seed": 0, "history": history,
                                     "versions": {"torch": "9.9"}, **prov}

@@ -437,9 +437,14 @@ def _labels(out: AnnData, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     return labels, keep
 
 
+# history columns that are loss terms; others (lr, time_s, cnnImpute's cluster/block, scVI's kl_weight) are not
+LOSS_PREFIXES = ("train_", "val_")
+
+
 def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict[str, Any], list[dict]]:
-    """Resources from the provenance, and the history as long rows. The IMPUTE step stores the epochs
-    as columns (term -> array, see pipeline.h5ad_safe); a list of per-epoch dicts is read too."""
+    """Resources from the provenance, and the loss terms of the history as long rows (row i is the
+    i-th epoch trained, counted across cnnImpute's models). The IMPUTE step stores the epochs as
+    columns (term -> array, see pipeline.h5ad_safe); a list of per-epoch dicts is read too."""
     history = dict(prov.get("history") or {})
     epochs = history.get("epochs")
     if isinstance(epochs, Mapping):
@@ -458,7 +463,7 @@ def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict
         "seed": prov.get("seed"),
     }
     rows = [{"sample": sample, "method": method, "epoch": i + 1, "term": term, "value": _float(value)}
-            for i, row in enumerate(epochs) for term, value in dict(row).items() if term not in ("lr", "time_s")]
+            for i, row in enumerate(epochs) for term, value in dict(row).items() if term.startswith(LOSS_PREFIXES)]
     return run, rows
 
 

@@ -1,8 +1,9 @@
 """Method x dataset views of the accuracy benchmark's long tables, for the README and the closing notes.
 
 For each (scheme, metric) asked for: one row per method, one column per dataset, the best value of
-each column in bold, and how many datasets the method beats `none` and `knn_average` on (a tie is not
-a win; a missing or undefined value is neither). `none` has no Pearson r (it predicts 0 at every
+each column in bold, how many datasets the method beats `none` and `knn_average` on (a tie is not
+a win; a missing or undefined value is neither), and by how much: the median over datasets of the
+method's value minus the reference's (signed; where both are defined). `none` has no Pearson r (it predicts 0 at every
 hidden entry): there "beats none" counts every defined value.
 
     python bench/accuracy_summary.py bench/results/accuracy_uniform.tsv bench/results/accuracy_mcv.tsv \\
@@ -45,17 +46,26 @@ def wins(wide: pd.DataFrame, reference: str, higher: bool) -> pd.Series:
     return (better & counted).sum(axis=1).astype(int).astype(str) + "/" + counted.sum(axis=1).astype(str)
 
 
+def median_difference(wide: pd.DataFrame, reference: str) -> pd.Series:
+    if reference not in wide.index:
+        return pd.Series(float("nan"), index=wide.index)
+    return wide.sub(wide.loc[reference], axis=1).median(axis=1, skipna=True)
+
+
 def markdown(wide: pd.DataFrame, scheme: str, metric: str) -> list[str]:
     higher = METRICS[metric].higher_is_better
     best = wide.max() if higher else wide.min()
     cols = list(wide.columns)
     lines = [f"### {metric} ({'higher' if higher else 'lower'} is better), scheme {scheme}", "",
-             "| method | " + " | ".join(cols) + " | beats none | beats knn_average |",
-             "|---|" + "---|" * (len(cols) + 2)]
+             "| method | " + " | ".join(cols) + " | beats none | beats knn_average | median Δ none | median Δ knn_average |",
+             "|---|" + "---|" * (len(cols) + 4)]
     beat = {ref: wins(wide, ref, higher) for ref in REFERENCES}
+    delta = {ref: median_difference(wide, ref) for ref in REFERENCES}
     for method, row in wide.iterrows():
         cells = ["undef." if pd.isna(v) else (f"**{v:.3f}**" if v == best[c] else f"{v:.3f}") for c, v in row.items()]
         refs = ["–" if method == ref else str(beat[ref][method]) for ref in REFERENCES]
+        refs += ["–" if method == ref or pd.isna(delta[ref][method]) else f"{delta[ref][method]:+.3f}"
+                 for ref in REFERENCES]
         lines.append(f"| {method} | " + " | ".join(cells) + " | " + " | ".join(refs) + " |")
     return lines + [""]
 
@@ -74,7 +84,6 @@ def main(argv=None) -> int:
         if wide is not None:
             lines += markdown(wide, scheme, metric)
     args.out.write_text("\n".join(lines))
-    print(args.out.read_text())
     return 0
 
 

@@ -3,7 +3,8 @@
 For each (scheme, metric) asked for: one row per method, one column per dataset, the best value of
 each column in bold, how many datasets the method beats `none` and `knn_average` on (a tie is not
 a win; a missing or undefined value is neither), and by how much: the median over datasets of the
-method's value minus the reference's (signed; where both are defined). `none` has no Pearson r (it predicts 0 at every
+method's value minus the reference's (signed; where both are defined). "undef." is a value the metric
+does not define (e.g. Pearson r of an all-zero prediction), "not run" a pair absent from the table. `none` has no Pearson r (it predicts 0 at every
 hidden entry): there "beats none" counts every defined value.
 
     python bench/accuracy_summary.py bench/results/accuracy_uniform.tsv bench/results/accuracy_mcv.tsv \\
@@ -32,7 +33,9 @@ def view(long: pd.DataFrame, scheme: str, metric: str) -> pd.DataFrame | None:
         return None
     wide = part.pivot_table(index="method", columns="dataset", values="value", aggfunc="first", dropna=False)
     order = [m for m in methods.names() if m in wide.index] + [m for m in wide.index if m not in methods.names()]
-    return wide.loc[order]
+    wide = wide.loc[order]
+    wide.attrs["measured"] = set(zip(part["method"], part["dataset"]))  # NaN there = undefined, else not run
+    return wide
 
 
 def wins(wide: pd.DataFrame, reference: str, higher: bool) -> pd.Series:
@@ -62,7 +65,8 @@ def markdown(wide: pd.DataFrame, scheme: str, metric: str) -> list[str]:
     beat = {ref: wins(wide, ref, higher) for ref in REFERENCES}
     delta = {ref: median_difference(wide, ref) for ref in REFERENCES}
     for method, row in wide.iterrows():
-        cells = ["undef." if pd.isna(v) else (f"**{v:.3f}**" if v == best[c] else f"{v:.3f}") for c, v in row.items()]
+        cells = [("undef." if (method, c) in wide.attrs["measured"] else "not run") if pd.isna(v)
+                 else (f"**{v:.3f}**" if v == best[c] else f"{v:.3f}") for c, v in row.items()]
         refs = ["–" if method == ref else str(beat[ref][method]) for ref in REFERENCES]
         refs += ["–" if method == ref or pd.isna(delta[ref][method]) else f"{delta[ref][method]:+.3f}"
                  for ref in REFERENCES]

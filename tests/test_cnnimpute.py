@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from graphimpute.errors import DeviceError
 from graphimpute.methods import RunContext, get, resolve_params
 from graphimpute.methods._cnnimpute_dropout import FLOOR, fit_mixture
-from graphimpute.methods.cnnimpute import (cluster_dropout, density_peak_centres, gene_blocks,
+from graphimpute.methods.cnnimpute import (cluster_dropout, density_peak_centres, fit_block, gene_blocks,
                                            mean_silhouettes)
 
 FAST = {"max_epochs": 4, "n_targets": 32, "hidden": 128, "tsne_max_iter": 250, "tsne_perplexity": 15.0}
@@ -170,6 +170,20 @@ def test_trimmed_padding_keeps_the_contract(small_run):
                                      RunContext(seed=3, progress=False))
     changed = result.imputed != counts
     assert changed.any() and (counts[changed] == 0).all() and (result.imputed >= 0).all()
+
+
+def test_trimmed_input_of_few_genes_trains_with_a_last_batch_of_one():
+    # 3 input genes, 9 training cells in batches of 8: the last batch holds one cell, and BatchNorm
+    # needs more than one value per channel (a trimmed input must keep the pooled length >= 2)
+    params = {**resolve_params(get("cnnimpute")), "trim_padding": True, "batch_size": 8, "max_epochs": 2,
+              "n_targets": 4}
+    rng = np.random.default_rng(0)
+    lognorm = rng.random((10, 7)).astype(np.float32)
+    missing = np.zeros((10, 7), dtype=bool)
+    missing[:, :4] = rng.random((10, 4)) < 0.3
+    pred, history = fit_block(lognorm, missing, np.arange(4), np.arange(4, 7), params=params,
+                              device=torch.device("cpu"), ctx=RunContext(progress=False), name="c0_b0")
+    assert pred.shape == (10, 4) and np.isfinite(pred).all()
 
 
 def test_same_seed_same_output_on_cpu(small_run):

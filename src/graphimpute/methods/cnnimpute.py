@@ -303,8 +303,9 @@ def masked_mse(module: nn.Module, batch) -> dict[str, torch.Tensor]:
 def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name):
     """Train one model for one (cluster, block) and predict the block for every cell of the cluster."""
     n_targets, n_inputs = params["n_targets"], params["n_targets"] * params["n_inputs_per_target"]
-    if params["trim_padding"]:  # input as long as the genes chosen (>= what two conv + pool layers need)
-        n_inputs = max(inputs.size, 3 * params["kernel_size"] + 1)
+    if params["trim_padding"]:  # input as long as the genes chosen, but long enough that the pooled
+        # length stays >= 2: BatchNorm needs two values per channel even in a last batch of one cell
+        n_inputs = max(inputs.size, 3 * params["kernel_size"] + 5)
     n = lognorm.shape[0]
     x = np.zeros((n, n_inputs), dtype=np.float32)
     x[:, :inputs.size] = lognorm[:, inputs]

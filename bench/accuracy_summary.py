@@ -4,8 +4,9 @@ For each (scheme, metric) asked for: one row per method, one column per dataset,
 each column in bold, how many datasets the method beats `none` and `knn_average` on (a tie is not
 a win; a missing or undefined value is neither), and by how much: the median over datasets of the
 method's value minus the reference's (signed; where both are defined). "undef." is a value the metric
-does not define (e.g. Pearson r of an all-zero prediction), "not run" a pair absent from the table. `none` has no Pearson r (it predicts 0 at every
-hidden entry): there "beats none" counts every defined value.
+does not define (e.g. Pearson r of an all-zero prediction), "not run" a pair absent from the table.
+`none` has no Pearson r (it predicts 0 at every hidden entry): there "beats none" counts every
+defined value.
 
     python bench/accuracy_summary.py bench/results/accuracy_uniform.tsv bench/results/accuracy_mcv.tsv \\
         --out bench/results/accuracy_summary.md

@@ -126,10 +126,9 @@ def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str
                                     section_name="Runtime and memory",
                                     description="From each output's provenance; timings depend on the machine and "
                                                 "its load at the time. Peak memory is the resident memory of the "
-                                                "process while the method ran: where methods share one process "
-                                                "(graphimpute run) it includes what earlier methods left "
-                                                "allocated; the Nextflow pipeline runs each method in its own "
-                                                "task.", headers=headers, order=order))
+                                                "process while the method ran, libraries and loaded data "
+                                                "included (freed memory is returned to the system before each "
+                                                "method; the Nextflow pipeline runs each method in its own task).", headers=headers, order=order))
 
     histories = data["histories"]
     if not histories.empty:

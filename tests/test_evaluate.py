@@ -20,43 +20,92 @@ LN = math.log
 
 
 # ------------------------------------------------------------------------------------ hidden entries
-def _recovery_case():
-    # hidden: cell 0 gene 1 = 2 (unmasked library 10), cell 1 gene 0 = 6 (library 20)
-    hidden = sp.csr_matrix(np.array([[0, 2, 0], [6, 0, 0]], np.float32))
-    library = np.array([10.0, 20.0])
-    imputed = np.array([[1, 1, 3], [1, 0, 9]], np.float32)  # cell totals 5 and 10
-    return imputed, hidden, library
+# 4 cells with unmasked library 10, gene 0 hidden in cells 0-2 (counts 1, 2, 4), a held-back true zero
+# at cell 3; target_sum 10, so true = log1p(count) = [ln 2, ln 3, ln 5] and 0 at the zero.
+HIDDEN = sp.csr_matrix(np.array([[1, 0], [2, 0], [4, 0], [0, 0]], np.float32))
+ZEROS = sp.csr_matrix(np.array([[0, 0], [0, 0], [0, 0], [1, 0]], np.float32))
+LIBRARY = np.full(4, 10.0)
+
+
+def _cells_output(gene0):
+    """Each cell's output sums to 10 (its library), so rescaling changes nothing."""
+    gene0 = np.asarray(gene0, np.float32)
+    return np.stack([gene0, 10 - gene0], axis=1)
+
+
+def _recovery(gene0, **kwargs):
+    return recovery_metrics(_cells_output(gene0), HIDDEN, LIBRARY, held_zeros=ZEROS, target_sum=10, min_entries=1,
+                            **kwargs)
 
 
 def test_recovery_metrics_by_hand():
-    imputed, hidden, library = _recovery_case()
-    # rescaled predictions: 1 * 10/5 = 2 and 1 * 20/10 = 2 counts; log1p(10 * count / library):
-    # true = [ln 3, ln 4], pred = [ln 3, ln 2]
-    got = recovery_metrics(imputed, hidden, library, target_sum=10, rescale="library")
-    assert got["rmse"] == pytest.approx(LN(2) / math.sqrt(2))
-    assert got["mae"] == pytest.approx(LN(2) / 2)
-    assert got["pearson_r"] == pytest.approx(-1.0)  # two points moving in opposite directions
-    cos = (LN(3) * LN(3) + LN(2) * LN(4)) / (math.hypot(LN(3), LN(2)) * math.hypot(LN(3), LN(4)))
-    assert got["cosine"] == pytest.approx(cos)
-    assert got["median_abs_error_counts"] == pytest.approx(2.0)  # |2-2|, |2-6| -> median 2
+    got = _recovery([1, 2, 4, 0.5])  # exact at the hidden entries, log1p(0.5) at the zero
+    assert got["hidden_gene_r"] == pytest.approx(1.0)
+    assert got["hidden_zero_auc"] == pytest.approx(1.0)  # the zero is below every hidden entry
+    assert got["rmse"] == pytest.approx(LN(1.5) / 2)  # sqrt(ln(1.5)^2 / 4)
+    reversed_ = _recovery([4, 2, 1, 5])
+    assert reversed_["hidden_gene_r"] < -0.9
+    assert reversed_["hidden_zero_auc"] == pytest.approx(0.0)  # the zero is above every hidden entry
+
+
+def test_ties_count_half_in_the_auc():
+    assert _recovery([1, 2, 4, 2])["hidden_zero_auc"] == pytest.approx((1 + 0.5 + 0) / 3)
 
 
 def test_recovery_without_rescaling_uses_the_output_as_given():
-    imputed, hidden, library = _recovery_case()
-    got = recovery_metrics(imputed, hidden, library, target_sum=10, rescale="none")
-    # pred counts 1 and 1: log1p(10*1/10) = ln 2, log1p(10*1/20) = ln 1.5
-    diffs = np.array([LN(2) - LN(3), LN(1.5) - LN(4)])
-    assert got["rmse"] == pytest.approx(float(np.sqrt(np.mean(diffs**2))))
-    assert got["median_abs_error_counts"] == pytest.approx(3.0)  # |1-2|, |1-6|
+    halved = _cells_output([1, 2, 4, 0.5]) / 2  # totals 5: rescaling would restore the exact values
+    got = recovery_metrics(halved, HIDDEN, LIBRARY, held_zeros=ZEROS, target_sum=10, min_entries=1, rescale="none")
+    true = [LN(2), LN(3), LN(5), 0.0]
+    pred = [LN(1.5), LN(2), LN(3), LN(1.25)]
+    assert got["rmse"] == pytest.approx(float(np.sqrt(np.mean((np.array(pred) - true) ** 2))))
+    assert _recovery([1, 2, 4, 0.5], rescale="library")["rmse"] == pytest.approx(
+        recovery_metrics(halved, HIDDEN, LIBRARY, held_zeros=ZEROS, target_sum=10, min_entries=1)["rmse"])
 
 
-def test_zero_prediction_has_undefined_r_and_cosine_not_zero():
-    _, hidden, library = _recovery_case()
-    imputed = np.array([[3, 0, 3], [0, 5, 5]], np.float32)  # 0 at both hidden entries, like `none`
-    got = recovery_metrics(imputed, hidden, library, target_sum=10)
-    assert math.isnan(got["pearson_r"]) and math.isnan(got["cosine"])
-    assert got["rmse"] == pytest.approx(math.sqrt((LN(3) ** 2 + LN(4) ** 2) / 2))
-    assert got["median_abs_error_counts"] == pytest.approx(4.0)  # |0-2|, |0-6|
+@pytest.mark.parametrize("gene0", [[2, 2, 2, 2], [0, 0, 0, 0]], ids=["flat", "zero like none"])
+def test_an_output_that_cannot_tell_cells_apart_scores_nothing(gene0):
+    got = _recovery(gene0)
+    assert got["hidden_gene_r"] == 0.0
+    assert got["hidden_zero_auc"] == pytest.approx(0.5)
+
+
+def test_a_flat_output_ranks_last_or_tied_last_on_hidden_entry_recovery(bundled):
+    """On a masked real sample, the reformulated metrics put every cell-agnostic output at the bottom."""
+    from graphimpute.methods import RunContext, get
+
+    adata = _prepared(bundled)
+    masked, truth = mask(adata, scheme="uniform", fraction=0.1, seed=0)
+    library = masked.X.sum(axis=1).A1
+    outputs = {
+        "flat": np.repeat(library[:, None] / masked.n_vars, masked.n_vars, axis=1),
+        "gene_mean": get("gene_mean").impute(masked, {}, RunContext()).imputed,
+        "none": masked.X.toarray(),
+        "truth_informed": masked.X.toarray() + truth.X.toarray(),  # knows the hidden counts
+        "smoothed": _neighbour_mean(masked),
+    }
+    scores = {name: recovery_metrics(out, truth.X, truth.obs["library_unmasked"].to_numpy(),
+                                     held_zeros=truth.layers["held_zeros"]) for name, out in outputs.items()}
+    for metric in ("hidden_gene_r", "hidden_zero_auc"):
+        flat = scores["flat"][metric]
+        assert flat <= min(s[metric] for s in scores.values()) + 1e-9, (metric, scores)
+        assert scores["truth_informed"][metric] > flat + 0.1
+        assert scores["smoothed"][metric] > flat  # neighbours carry information about the cell
+    assert scores["gene_mean"]["hidden_gene_r"] == scores["flat"]["hidden_gene_r"] == 0.0
+
+
+def _prepared(adata):
+    from graphimpute import normalise, qc
+
+    return normalise.normalise(qc.run_qc(adata, source="bundled"), n_top_genes=500)
+
+
+def _neighbour_mean(masked):
+    from sklearn.neighbors import NearestNeighbors
+
+    counts = masked.X.toarray()
+    shares = np.log1p(1e4 * counts / counts.sum(axis=1, keepdims=True))
+    _, idx = NearestNeighbors(n_neighbors=10).fit(shares).kneighbors(shares)
+    return counts[idx].mean(axis=1)
 
 
 # ------------------------------------------------------------------------------------------------ MCV
@@ -172,23 +221,48 @@ def test_evaluate_end_to_end(tmp_path):
     ev = evaluate(outputs, truth=truth, label_key="cell_type", sample="toy",
                   settings=Settings(n_pcs=5, kmeans_seeds=1, umap=False))
     long = ev.metrics.set_index(["method", "metric"])["value"]
-    assert list(ev.metrics.columns) == ["sample", "method", "metric", "value"]
-    assert long["oracle", "rmse"] == pytest.approx(0.0, abs=1e-6) and long["oracle", "pearson_r"] == pytest.approx(1.0)
-    assert long["oracle", "median_abs_error_counts"] == pytest.approx(0.0, abs=1e-4)
-    assert math.isnan(long["none", "pearson_r"]) and math.isnan(long["none", "cosine"])
+    assert list(ev.metrics.columns) == ["sample", "method", "seed", "metric", "value"]
+    assert long["oracle", "rmse"] == pytest.approx(0.0, abs=1e-6) and long["oracle", "hidden_gene_r"] > 0.99
+    assert long["oracle", "hidden_zero_auc"] == pytest.approx(1.0)
+    assert long["none", "hidden_gene_r"] == 0.0 and long["none", "hidden_zero_auc"] == pytest.approx(0.5)
     assert long["oracle", "wall_time_s"] == 7.0 and long["none", "wall_time_s"] == 1.5  # provenance, else history
     assert long["none", "epochs"] == 2 and long["none", "peak_memory_mb"] == 42.0
     assert set(ev.histories["term"]) == {"train_loss", "val_loss"}
     assert ev.embeddings.empty
 
     written = ev.write(tmp_path)
-    assert {p.name for p in written} >= {"toy.metrics.tsv", "toy.summary.tsv", "toy.summary.json"}
+    assert {p.name for p in written} >= {"toy.metrics.tsv", "toy.summary.tsv", "toy.summary.json", "toy.ranking.tsv"}
     summary = pd.read_csv(tmp_path / "toy.summary.tsv", sep="\t")
-    assert list(summary["method"]) == ["none", "oracle"] and "device" in summary and "kmeans_ari" in summary
-    assert math.isnan(summary.set_index("method").loc["none", "cosine"])
+    # best first by the primary metric (hidden_gene_r without MCV); one seed: no spread
+    assert list(summary["method"]) == ["oracle", "none"] and "device" in summary and "kmeans_ari" in summary
+    assert summary["n_seeds"].tolist() == [1, 1] and summary["hidden_gene_r_sd"].isna().all()
     as_json = json.loads((tmp_path / "toy.summary.json").read_text())
-    assert as_json["methods"]["none"]["pearson_r"] is None  # undefined, not 0
+    assert as_json["methods"]["none"]["hidden_gene_r_sd"] is None  # undefined, not 0
     assert as_json["settings"]["mask"]["scheme"] == "uniform" and as_json["settings"]["rescale"] == "library"
+    assert as_json["verdict"]["winner"] == "oracle" and as_json["verdict"]["metric"] == "hidden_gene_r"
+
+
+def test_each_output_is_scored_against_the_truth_of_its_own_mask_seed(tmp_path):
+    x, labels = _separated(n_per=20)
+    adata = AnnData(X=sp.csr_matrix(x), obs=pd.DataFrame({"cell_type": labels}, index=[f"c{i}" for i in range(len(x))]))
+    outputs, truths = [], []
+    for seed in (3, 4, 5):
+        masked, truth = mask(adata, scheme="mcv", seed=seed)
+        truths.append(truth)
+        outputs += [_output(masked, masked.X.toarray(), "none"), _output(masked, x, "oracle")]
+    ev = evaluate(outputs, truth=truths[::-1], sample="toy")  # any order: paired by the recorded seed
+    poisson = ev.metrics[ev.metrics["metric"] == "mcv_poisson"]
+    assert sorted(poisson["seed"].unique()) == [3, 4, 5] and len(poisson) == 6
+    for seed, truth in zip((3, 4, 5), truths):
+        alone = evaluate([outputs[2 * (seed - 3)]], truth=truth).metrics.set_index("metric")["value"]
+        assert poisson[(poisson["seed"] == seed) & (poisson["method"] == "none")]["value"].item() == \
+            pytest.approx(alone["mcv_poisson"])
+    summary = ev.summary().set_index("method")
+    assert summary.loc["oracle", "n_seeds"] == 3 and summary.loc["oracle", "mcv_poisson_sd"] > 0
+    with pytest.raises(GraphImputeError, match="no truth file for that seed"):
+        evaluate(outputs, truth=truths[:2])
+    with pytest.raises(GraphImputeError, match="appears twice"):
+        evaluate(outputs + outputs[:1], truth=truths)
 
 
 @pytest.mark.slow  # UMAP's first call compiles numba code (~20 s)

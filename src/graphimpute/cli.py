@@ -287,16 +287,20 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
 @click.option("--sample", default=None, help="Sample name used in file names [default: the input's name].")
 @click.option("--benchmark", is_flag=True,
               help="Hide counts after normalise, then evaluate the methods and write a MultiQC report.")
-@click.option("--mask-scheme", type=click.Choice(["uniform", "low-count", "mcv"]), default="uniform",
-              show_default=True, help="Benchmark: how counts are hidden (see `graphimpute mask`).")
+@click.option("--mask-scheme", type=click.Choice(["uniform", "low-count", "mcv"]), default="mcv",
+              show_default=True, help="Benchmark: mcv (molecular cross-validation, the ranking metric) or "
+                                      "uniform / low-count (hidden-entry recovery; see `graphimpute mask`).")
 @click.option("--mask-fraction", type=float, default=0.1, show_default=True, help="Benchmark: share hidden.")
+@click.option("--mask-seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Benchmark: masks drawn with seeds SEED, SEED+1, ...; every score is mean ± sd over them "
+                   "and differences within the spread are ties.")
 @click.option("--force", is_flag=True, help="Redo every step even when its output is up to date.")
 @read_options
 @qc_options
 @n_top_genes_option
 @functools.partial(_apply, graph_options + impute_options)
 @common("OUTDIR/pipeline_info/graphimpute.log")
-def run_command(input_path, outdir, method_list, sample, benchmark, mask_scheme, mask_fraction, force, fmt, transpose,
+def run_command(input_path, outdir, method_list, sample, benchmark, mask_scheme, mask_fraction, mask_seeds, force, fmt, transpose,
                 allow_non_integer, label_key, layer, n_top_genes, n_pcs, n_neighbors, param_pairs, params_file, device,
                 checkpoint_every, resume, workdir, seed, quiet, **kwargs):
     """The whole chain in one process: QC, normalise, [mask], graph, impute (each method), [evaluate, report]."""
@@ -308,14 +312,18 @@ def run_command(input_path, outdir, method_list, sample, benchmark, mask_scheme,
     options = pipeline.RunOptions(
         methods=names, sample=sample, benchmark=benchmark, label_key=label_key, force=force,
         read=dict(fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer, layer=layer), qc=_qc_kwargs(kwargs),
-        n_top_genes=_n_top_genes(n_top_genes), mask_scheme=mask_scheme, mask_fraction=mask_fraction, n_pcs=n_pcs, n_neighbors=n_neighbors,
+        n_top_genes=_n_top_genes(n_top_genes), mask_scheme=mask_scheme, mask_fraction=mask_fraction, mask_seeds=mask_seeds, n_pcs=n_pcs, n_neighbors=n_neighbors,
         method_params=method_params, ctx=ctx)
     if outdir.exists() and Path(input_path).resolve().is_relative_to(outdir.resolve()):
         raise GraphImputeError(f"{input_path}: the input lies inside --outdir {outdir}; choose another folder")
     paths = pipeline.run(input_path, outdir, options)
-    log.info("done: results in %s", outdir)
     for name, path in paths.items():
         log.debug("%s: %s", name, path)
+    report = paths.get("report")
+    if report is not None and report.exists():
+        log.info("done: results in %s; report: %s", outdir, report)
+    else:
+        log.info("done: results in %s", outdir)
 
 
 @main.command("check-samplesheet")
@@ -374,8 +382,9 @@ def summarise_command(input_path, output, step, sample):
 @click.argument("imputed", metavar="IMPUTED...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--outdir", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for <sample>.metrics.tsv, .summary.tsv, .summary.json and the report's inputs.")
-@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The mask step's truth file (hidden-entry recovery or MCV metrics).")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="The mask step's truth file (hidden-entry recovery or MCV metrics); repeat it once per mask "
+                   "seed: each output is scored against the truth of its own seed.")
 @click.option("--label-key", default=None, help="obs column with cell types (clustering metrics).")
 @click.option("--sample", default=None, help="Sample name [default: from the first file's name].")
 @click.option("--rescale", type=click.Choice(["library", "none"]), default="library", show_default=True,
@@ -393,11 +402,11 @@ def evaluate_command(imputed, output_dir, truth, label_key, sample, rescale, n_p
     from graphimpute.evaluate import Settings
 
     for path in imputed:
-        if truth is not None and Path(path).resolve() == Path(truth).resolve():
+        if any(Path(path).resolve() == Path(t).resolve() for t in truth):
             raise GraphImputeError(f"{path}: the truth file is not a method output")
     settings = Settings(rescale=rescale, n_pcs=n_pcs, n_neighbors=n_neighbors, kmeans_seeds=kmeans_seeds,
                         leiden_resolution=leiden_resolution, umap=umap, seed=seed)
-    summary = pipeline.evaluate_step(list(imputed), output_dir, truth_path=truth, label_key=label_key,
+    summary = pipeline.evaluate_step(list(imputed), output_dir, truth_path=list(truth) or None, label_key=label_key,
                                      sample=sample, settings=settings)
     log.info("wrote %s (and its tables beside it)", summary)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -34,7 +34,7 @@ from anndata import AnnData
 
 from graphimpute import _keys
 from graphimpute.errors import GraphImputeError, InputError
-from graphimpute.mask import LIBRARY_MASKED, LIBRARY_UNMASKED
+from graphimpute.mask import HELD_ZEROS, LIBRARY_MASKED, LIBRARY_UNMASKED
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,15 @@ _PARTITION = {
 }
 
 METRICS: dict[str, Metric] = {
-    "rmse": Metric("recovery", False, "root mean squared error at the hidden entries (log1p CP10k)"),
-    "mae": Metric("recovery", False, "mean absolute error at the hidden entries (log1p CP10k)"),
-    "pearson_r": Metric("recovery", True, "Pearson r over the hidden entries (log1p CP10k); NaN when constant"),
-    "cosine": Metric("recovery", True, "cosine similarity over the hidden entries (log1p CP10k); NaN when all 0"),
-    "median_abs_error_counts": Metric("recovery", False, "median |predicted - true| count at the hidden entries"),
+    "hidden_gene_r": Metric("recovery", True, "per-gene Pearson r of output and truth at the hidden entries, "
+                                              "mean over genes (log1p CP10k); 0 for a cell-agnostic output"),
+    "hidden_zero_auc": Metric("recovery", True, "per-gene AUC: a hidden entry above a held-back true zero, mean "
+                                                "over genes; 0.5 for a cell-agnostic output"),
+    "rmse": Metric("recovery", False, "RMSE at hidden entries and held-back zeros together (log1p CP10k); "
+                                      "a cell-agnostic profile does well on it: never ranked by"),
     "mcv_mse": Metric("mcv", False, "MCV: MSE of log1p CP10k of output vs test counts (Open Problems)"),
-    "mcv_poisson": Metric("mcv", False, "MCV: mean(rate - test * log(rate + 1e-6)), rate rescaled to the test total"),
+    "mcv_poisson": Metric("mcv", False, "MCV: Poisson loss of the held-out molecules, mean(rate - test * log(rate + 1e-6)), "
+                                        "rate = output rescaled to the test total (the ranking metric)"),
     "mcv_poisson_openproblems": Metric("mcv", False, "MCV: Open Problems' Poisson loss, arguments swapped"),
     **{f"kmeans_{k}": Metric("clustering", hib, f"k-means (k = number of labels, mean over seeds): {d}")
        for k, (hib, d) in _PARTITION.items()},
@@ -100,34 +102,65 @@ class Evaluation:
     """Everything EVALUATE found for one sample; REPORT only formats it."""
 
     sample: str
-    metrics: pd.DataFrame  # long: sample, method, metric, value
-    runs: pd.DataFrame  # sample, method, device, wall_time_s, peak_memory_mb, epochs, best_epoch, seed
-    histories: pd.DataFrame  # long: sample, method, epoch, term, value
+    metrics: pd.DataFrame  # long: sample, method, seed (the mask seed; 0 unmasked), metric, value
+    runs: pd.DataFrame  # sample, method, device, wall_time_s, peak_memory_mb, epochs, best_epoch, seed, mask_seed
+    histories: pd.DataFrame  # long: sample, method, model (cnnImpute's (cluster, block), else ''), epoch, term, value
     embeddings: pd.DataFrame  # sample, method, cell, umap1, umap2, label
     versions: dict[str, dict[str, str]]  # method -> package -> version
     settings: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
-        """Wide: one row per method, one column per metric, then the run's device."""
-        wide = self.metrics.pivot_table(index=["sample", "method"], columns="metric", values="value",
-                                        aggfunc="first", dropna=False, sort=False)
-        order = [m for m in METRICS if m in wide.columns] + [m for m in wide.columns if m not in METRICS]
-        wide = wide[order].reset_index()
-        wide.columns.name = None
+        """Wide: one row per method, best first by the primary metric (verdict.PRIMARY); each metric's
+        mean over mask seeds, its standard deviation in ``<metric>_sd`` (NaN with one seed),
+        ``n_seeds``, and the device."""
+        from graphimpute import verdict
+
+        grouped = self.metrics.groupby(["sample", "method", "metric"], sort=False)["value"]
+        stats = pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1)}).reset_index()
+        mean = stats.pivot_table(index=["sample", "method"], columns="metric", values="mean", aggfunc="first",
+                                 dropna=False, sort=False)
+        sd = stats.pivot_table(index=["sample", "method"], columns="metric", values="sd", aggfunc="first",
+                               dropna=False, sort=False)
+        names = [m for m in METRICS if m in mean.columns] + [m for m in mean.columns if m not in METRICS]
+        columns = {}
+        for name in names:
+            columns[name] = mean[name]
+            if name in METRICS and METRICS[name].group != "resources":
+                columns[f"{name}_sd"] = sd[name]
+        wide = pd.DataFrame(columns)
+        wide["n_seeds"] = self.metrics.groupby(["sample", "method"], sort=False)["seed"].nunique()
+        wide = wide.reset_index()
+        primary = verdict.primary_metric(self.metrics)
+        if primary is not None:
+            order = verdict.ranking(self.metrics, primary)["method"].tolist()
+            order += [m for m in wide["method"] if m not in order]
+            wide = wide.set_index("method").loc[order].reset_index()[["sample", "method", *wide.columns[2:]]]
         if not self.runs.empty:
-            wide = wide.merge(self.runs[["sample", "method", "device"]], on=["sample", "method"], how="left")
+            devices = self.runs.drop_duplicates(["sample", "method"])[["sample", "method", "device"]]
+            wide = wide.merge(devices, on=["sample", "method"], how="left")
         return wide
 
+    def verdict(self) -> dict[str, Any]:
+        from graphimpute import verdict
+
+        return verdict.verdict(self.metrics)
+
     def write(self, outdir: str | Path, *, steps: Mapping[str, str] | None = None) -> list[Path]:
-        """Writes ``<sample>.metrics.tsv`` (long), ``<sample>.summary.tsv`` (wide),
+        """Writes ``<sample>.metrics.tsv`` (long), ``<sample>.summary.tsv`` (wide), ``<sample>.ranking.tsv``
+        (methods on the primary metric, ties called; when one was measured),
         ``<sample>.summary.json``, ``<sample>.runs.tsv``, ``<sample>.histories.tsv``,
         ``<sample>.embeddings.tsv`` and ``<sample>.versions.json`` into ``outdir``. ``steps``: the
         pipeline's record of this step, kept in summary.json."""
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
         written = []
+        from graphimpute import verdict
+
         tables = {"metrics": self.metrics, "summary": self.summary(), "runs": self.runs,
                   "histories": self.histories, "embeddings": self.embeddings}
+        primary = verdict.primary_metric(self.metrics)
+        if primary is not None:
+            tables["ranking"] = verdict.ranking(self.metrics, primary).assign(metric=primary)
         for name, table in tables.items():
             written.append(_atomic_write(outdir / f"{self.sample}.{name}.tsv",
                                          table.to_csv(sep="\t", index=False, na_rep="NaN")))
@@ -145,6 +178,7 @@ class Evaluation:
         return {
             "sample": self.sample,
             "settings": self.settings,
+            "verdict": _jsonable(self.verdict()),
             "methods": methods,
             "undefined": "null = undefined (e.g. Pearson r and cosine of a prediction that is 0 at every "
                          "hidden entry), never 0",
@@ -153,48 +187,126 @@ class Evaluation:
 
 
 # ---------------------------------------------------------------------------------------------- metrics
-def recovery_metrics(imputed: np.ndarray, hidden: sp.spmatrix, library_unmasked: np.ndarray, *,
-                     target_sum: float = 1e4, rescale: str = "library") -> dict[str, float]:
-    """Scores at the hidden entries (the non-zeros of ``hidden``, at their original counts).
+# Predictions within this relative distance of each other count as equal: float32 outputs of a
+# cell-agnostic profile differ between cells by rounding only, and that must not rank cells.
+_TIE_TOLERANCE = 1e-5
 
-    true = log1p(target_sum · x / L), pred = log1p(target_sum · x̂' / L), L = the cell's unmasked library,
-    x̂' = x̂ · L / Σ_genes x̂ (``rescale='library'``) or x̂ (``'none'``)."""
-    coo = sp.coo_matrix(hidden)
+
+def recovery_metrics(imputed: np.ndarray, hidden: sp.spmatrix, library_unmasked: np.ndarray, *,
+                     held_zeros: sp.spmatrix | None = None, target_sum: float = 1e4, rescale: str = "library",
+                     min_entries: int = 5) -> dict[str, float]:
+    """Scores at the hidden entries (the non-zeros of ``hidden``, at their original counts) and the
+    held-back true zeros (the non-zeros of ``held_zeros``), within each gene across cells.
+
+    Values: true = log1p(target_sum · x / L) (0 at a held-back zero), pred = log1p(target_sum · x̂' / L),
+    L = the cell's unmasked library, x̂' = x̂ · L / Σ_genes x̂ (``rescale='library'``) or x̂ (``'none'``).
+
+    - ``hidden_gene_r``: per gene, Pearson r of pred and true over the gene's hidden entries, averaged
+      over genes with at least ``min_entries`` of them and a non-constant truth; a prediction constant
+      within the gene (a cell-agnostic profile, or 0 everywhere like ``none``) scores 0 there.
+    - ``hidden_zero_auc``: per gene, the probability that a hidden entry gets a higher pred than a
+      held-back true zero (ties count half), averaged over genes with at least ``min_entries`` of each;
+      0.5 for any output that cannot tell the cells apart.
+    - ``rmse``: over hidden entries and held-back zeros together, pooled over genes. The cell-agnostic
+      ``gene_mean`` does well on it (measured: docs/benchmark.md): shown, never ranked by."""
+    hid = sp.coo_matrix(hidden)
+    zer = sp.coo_matrix(held_zeros) if held_zeros is not None else sp.coo_matrix(hidden.shape)
+    rows = np.concatenate([hid.row, zer.row])
+    genes = np.concatenate([hid.col, zer.col])
     library = np.asarray(library_unmasked, dtype=np.float64)
-    pred = np.asarray(imputed[coo.row, coo.col], dtype=np.float64)
+    pred = np.asarray(imputed[rows, genes], dtype=np.float64)
     if rescale == "library":
         totals = np.asarray(imputed, dtype=np.float64).sum(axis=1)
         scale = np.divide(library, totals, out=np.zeros_like(library), where=totals > 0)
-        pred = pred * scale[coo.row]
-    true = coo.data.astype(np.float64)
-    log_true = np.log1p(target_sum * true / library[coo.row])
-    log_pred = np.log1p(target_sum * pred / library[coo.row])
+        pred = pred * scale[rows]
+    log_pred = np.log1p(target_sum * pred / library[rows])
+    log_true = np.concatenate([np.log1p(target_sum * hid.data.astype(np.float64) / library[hid.row]),
+                               np.zeros(zer.nnz)])
+    is_hidden = np.arange(rows.size) < hid.nnz
     diff = log_pred - log_true
+    n_genes = hidden.shape[1]
     return {
-        "rmse": float(np.sqrt(np.mean(diff**2))),
-        "mae": float(np.mean(np.abs(diff))),
-        "pearson_r": pearson(log_pred, log_true),
-        "cosine": cosine(log_pred, log_true),
-        "median_abs_error_counts": float(np.median(np.abs(pred - true))),
+        "hidden_gene_r": _mean_gene_r(genes[is_hidden], log_pred[is_hidden], log_true[is_hidden], n_genes,
+                                      min_entries),
+        "hidden_zero_auc": _mean_gene_auc(genes, log_pred, is_hidden, n_genes, min_entries)
+        if zer.nnz else float("nan"),
+        "rmse": float(np.sqrt(np.mean(diff**2))) if diff.size else float("nan"),
     }
 
 
+def _mean_gene_r(genes, pred, true, n_genes: int, min_entries: int) -> float:
+    """Mean over genes of Pearson r(pred, true) within the gene (two-pass, centred sums)."""
+    n = np.bincount(genes, minlength=n_genes).astype(np.float64)
+    size = np.maximum(n, 1)
+    dp = pred - (np.bincount(genes, pred, n_genes) / size)[genes]
+    dt = true - (np.bincount(genes, true, n_genes) / size)[genes]
+    spp, stt, spt = (np.bincount(genes, w, n_genes) for w in (dp * dp, dt * dt, dp * dt))
+    scale_p = np.bincount(genes, np.abs(pred), n_genes) / size
+    flat = np.sqrt(spp / size) <= _TIE_TOLERANCE * np.maximum(scale_p, 1e-12)
+    scored = (n >= min_entries) & (stt > 0)
+    if not scored.any():
+        return float("nan")
+    r = np.divide(spt, np.sqrt(spp * stt), out=np.zeros(n_genes), where=~flat & (spp * stt > 0))
+    return float(np.mean(r[scored]))
+
+
+def _mean_gene_auc(genes, pred, positive, n_genes: int, min_each: int) -> float:
+    """Mean over genes of the Mann-Whitney AUC of ``pred`` for ``positive`` against the rest of the
+    gene's entries; average ranks for ties (values within _TIE_TOLERANCE, relatively, are tied)."""
+    order = np.lexsort((pred, genes))
+    g, p, pos = genes[order], pred[order], positive[order]
+    idx = np.arange(g.size)
+    new_gene = np.r_[True, g[1:] != g[:-1]]
+    step = np.abs(np.diff(p)) > _TIE_TOLERANCE * np.maximum(np.abs(p[1:]), 1e-12)
+    new_run = new_gene | np.r_[True, step]
+    run_id = np.cumsum(new_run) - 1
+    starts = idx[new_run]
+    ends = np.r_[starts[1:], g.size] - 1
+    gene_start = np.maximum.accumulate(np.where(new_gene, idx, 0))
+    rank = (starts[run_id] + ends[run_id]) / 2 - gene_start + 1
+    n_pos = np.bincount(g, pos, n_genes)
+    n_neg = np.bincount(g, ~pos, n_genes)
+    u = np.bincount(g, rank * pos, n_genes) - n_pos * (n_pos + 1) / 2
+    scored = (n_pos >= min_each) & (n_neg >= min_each)
+    if not scored.any():
+        return float("nan")
+    return float(np.mean(u[scored] / (n_pos[scored] * n_neg[scored])))
+
+
 def mcv_metrics(imputed: np.ndarray, test: sp.spmatrix, train_total: float, *,
-                target_sum: float = 1e4) -> dict[str, float]:
-    """Molecular cross-validation losses of an output computed from the train counts.
+                target_sum: float = 1e4, chunk: int = 4096) -> dict[str, float]:
+    """Molecular cross-validation losses of an output computed from the train counts (every entry
+    counts, zeros included).
 
     ``mcv_mse``: mean over all entries of (log1p(CP10k(x̂)) - log1p(CP10k(test)))², each matrix normalised
     by its own cell totals (Open Problems' ``mse``). ``mcv_poisson``: mean(r - test · log(r + 1e-6)) with
-    r = x̂ · Σtest / Σtrain. ``mcv_poisson_openproblems``: mean(test - r · log(test + 1e-6)), the same
-    call with the arguments swapped, as Open Problems' ``poisson`` computes it."""
-    test_dense = np.asarray(sp.csr_matrix(test).toarray(), dtype=np.float64)
-    out = np.asarray(imputed, dtype=np.float64)
-    mse = float(np.mean((_log_cp(out, target_sum) - _log_cp(test_dense, target_sum)) ** 2))
-    rate = out * (test_dense.sum() / train_total)
+    r = x̂ · Σtest / Σtrain, the Poisson negative log-likelihood of the held-out molecules (without the
+    log(test!) constant) as Batson et al. intended it. ``mcv_poisson_openproblems``:
+    mean(test - r · log(test + 1e-6)), the same call with the arguments swapped, as Open Problems'
+    ``poisson`` computes it. Computed in blocks of ``chunk`` cells: the test counts stay sparse."""
+    test = sp.csr_matrix(test, dtype=np.float64)
+    n_cells, n_genes = test.shape
+    factor = test.sum() / train_total
+    sums = dict(sq=0.0, rate=0.0, rate_log_test=0.0, test_log_rate=0.0)
+    for start in range(0, n_cells, chunk):
+        out = np.asarray(imputed[start:start + chunk], dtype=np.float64)
+        block = test[start:start + chunk]
+        coo = block.tocoo()
+        rate = out * factor
+        sums["rate"] += rate.sum()
+        rate_nz = rate[coo.row, coo.col]
+        sums["test_log_rate"] += float(coo.data @ np.log(rate_nz + 1e-6))
+        # Σ_all r·log(test + 1e-6) = log(1e-6)·(Σ r - Σ_nz r) + Σ_nz r·log(test + 1e-6)
+        sums["rate_log_test"] += math.log(1e-6) * (rate.sum() - rate_nz.sum()) + float(rate_nz @ np.log(coo.data + 1e-6))
+        a = _log_cp(out, target_sum)
+        totals = np.asarray(block.sum(axis=1)).ravel()
+        b = np.log1p(target_sum * coo.data / totals[coo.row])  # log1p CP10k of the test counts, non-zeros
+        sums["sq"] += float((a * a).sum() - 2 * (a[coo.row, coo.col] @ b) + b @ b)
+    n = n_cells * n_genes
     return {
-        "mcv_mse": mse,
-        "mcv_poisson": float(np.mean(rate - test_dense * np.log(rate + 1e-6))),
-        "mcv_poisson_openproblems": float(np.mean(test_dense - rate * np.log(test_dense + 1e-6))),
+        "mcv_mse": sums["sq"] / n,
+        "mcv_poisson": (sums["rate"] - sums["test_log_rate"]) / n,
+        "mcv_poisson_openproblems": (test.sum() - sums["rate_log_test"]) / n,
     }
 
 
@@ -307,44 +419,54 @@ def clustering_metrics(imputed: np.ndarray, labels: np.ndarray, *, settings: Set
 def evaluate(
     outputs: Iterable[AnnData | str | Path],
     *,
-    truth: AnnData | str | Path | None = None,
+    truth: AnnData | str | Path | Iterable[AnnData | str | Path] | None = None,
     label_key: str | None = None,
     sample: str = "sample",
     settings: Settings | None = None,
 ) -> Evaluation:
     """Score each output (an AnnData or an h5ad path; files are read one at a time).
 
-    Hidden-entry recovery or MCV needs ``truth`` (the MASK step's truth file); clustering needs
-    ``label_key``. Without either, only the resources are reported."""
+    ``truth``: the MASK step's truth file, or one per mask seed; each output is scored against the
+    truth of the seed its masked input was drawn with (``uns['graphimpute']['mask']['seed']``, which
+    IMPUTE carries over), so one method has one row per seed and the summary gives mean ± sd.
+    Hidden-entry recovery or MCV needs ``truth``; clustering needs ``label_key``. Without either, only
+    the resources are reported. UMAP coordinates and loss histories come from the first seed only."""
     settings = settings or Settings()
-    if isinstance(truth, (str, Path)):
-        truth = _read(truth)
-    scheme = truth.uns.get(_keys.UNS, {}).get("mask", {}).get("scheme") if truth is not None else None
-    if truth is not None and scheme is None:
-        raise GraphImputeError("the truth file has no uns['graphimpute']['mask'] record: is it the MASK "
-                               "step's --truth output?")
+    truths = _truths(truth)
+    schemes = {t.uns[_keys.UNS]["mask"]["scheme"] for t in truths.values()}
+    if len(schemes) > 1:
+        raise GraphImputeError(f"the truth files mix mask schemes ({', '.join(sorted(schemes))}); evaluate one "
+                               "scheme at a time")
+    scheme = schemes.pop() if schemes else None
     rows, runs, histories, embeddings, versions = [], [], [], [], {}
+    seen: set[tuple[str, int]] = set()
+    first_seed = min(truths) if truths else 0
     unimputed_needed = True
     first = None
     for item in outputs:
         out = _read(item) if isinstance(item, (str, Path)) else item
         prov = dict(out.uns.get(_keys.UNS, {}).get("impute", {}))
         method = str(prov.get("method") or (Path(item).stem.split(".")[-1] if isinstance(item, (str, Path)) else "output"))
-        if method in versions:
-            raise GraphImputeError(f"method {method!r} appears twice among the outputs of sample {sample!r}")
+        seed, matched = _match_truth(out, truths, method)
+        if (method, seed) in seen:
+            raise GraphImputeError(f"method {method!r} appears twice among the outputs of sample {sample!r}"
+                                   + (f" for mask seed {seed}" if truths else ""))
+        seen.add((method, seed))
         imputed = _imputed(out, method)
         scores: dict[str, float] = {}
-        if truth is not None:
-            _check_same_shape(out, truth, method)
+        if matched is not None:
+            _check_same_shape(out, matched, method)
             if scheme == "mcv":
-                train_total = float(truth.obs[LIBRARY_MASKED].sum())
-                scores.update(mcv_metrics(imputed, truth.X, train_total, target_sum=settings.target_sum))
+                train_total = float(matched.obs[LIBRARY_MASKED].sum())
+                scores.update(mcv_metrics(imputed, matched.X, train_total, target_sum=settings.target_sum))
             else:
-                scores.update(recovery_metrics(imputed, truth.X, truth.obs[LIBRARY_UNMASKED].to_numpy(),
+                scores.update(recovery_metrics(imputed, matched.X, matched.obs[LIBRARY_UNMASKED].to_numpy(),
+                                               held_zeros=matched.layers.get(HELD_ZEROS),
                                                target_sum=settings.target_sum, rescale=settings.rescale))
+        shown = seed == first_seed
         if label_key:
             labels, keep = _labels(out, label_key)
-            clus, emb = clustering_metrics(imputed[keep], labels, settings=settings,
+            clus, emb = clustering_metrics(imputed[keep], labels, settings=replace(settings, umap=settings.umap and shown),
                                            cell_names=out.obs_names[keep])
             scores.update(clus)
             if emb is not None:
@@ -354,34 +476,74 @@ def evaluate(
             if first is None:
                 first = (sp.csr_matrix(out.X)[keep], labels, out.obs_names[keep])
         run, history = _run_record(prov, method, sample)
+        run["mask_seed"] = seed
         scores.update({k: run[k] for k in ("wall_time_s", "peak_memory_mb", "epochs", "best_epoch")})
         runs.append(run)
-        histories.extend(history)
-        versions[method] = {str(k): str(v) for k, v in (prov.get("versions") or {}).items()}
-        rows.extend({"sample": sample, "method": method, "metric": k, "value": _float(v)} for k, v in scores.items())
-        log.info("evaluated %s / %s", sample, method)
+        if shown:
+            histories.extend(history)
+            versions[method] = {str(k): str(v) for k, v in (prov.get("versions") or {}).items()}
+        rows.extend({"sample": sample, "method": method, "seed": seed, "metric": k, "value": _float(v)}
+                    for k, v in scores.items())
+        log.info("evaluated %s / %s%s", sample, method, f" (mask seed {seed})" if truths else "")
         del out, imputed
-    if not versions:
+    if not seen:
         raise GraphImputeError(f"no method outputs given for sample {sample!r}")
     if label_key and settings.umap and unimputed_needed and first is not None:
         counts, labels, names = first
         _, emb = clustering_metrics(counts.toarray(), labels, settings=settings, cell_names=names)
         embeddings.append(emb.assign(sample=sample, method="unimputed"))
 
-    recorded = {**asdict(settings), "mask": truth.uns[_keys.UNS]["mask"] if truth is not None else None,
+    records = [t.uns[_keys.UNS]["mask"] for _, t in sorted(truths.items())]
+    recorded = {**asdict(settings), "mask": ({**records[0], "seeds": sorted(truths)} if records else None),
                 "label_key": label_key}
     recorded["versions"] = {"graphimpute": _own_version(), "scanpy": _pkg_version("scanpy"),
                             "scikit-learn": _pkg_version("scikit-learn"), "anndata": _pkg_version("anndata")}
     emb_cols = ["sample", "method", "cell", "umap1", "umap2", "label"]
     return Evaluation(
         sample=sample,
-        metrics=pd.DataFrame(rows, columns=["sample", "method", "metric", "value"]),
+        metrics=pd.DataFrame(rows, columns=["sample", "method", "seed", "metric", "value"]),
         runs=pd.DataFrame(runs),
-        histories=pd.DataFrame(histories, columns=["sample", "method", "epoch", "term", "value"]),
+        histories=pd.DataFrame(histories, columns=["sample", "method", "model", "epoch", "term", "value"]),
         embeddings=pd.concat(embeddings)[emb_cols] if embeddings else pd.DataFrame(columns=emb_cols),
         versions=versions,
         settings=_jsonable(recorded),
     )
+
+
+def _truths(truth) -> dict[int, AnnData]:
+    """The truth files by mask seed."""
+    if truth is None:
+        return {}
+    items = [truth] if isinstance(truth, (AnnData, str, Path)) else list(truth)
+    found: dict[int, AnnData] = {}
+    for item in items:
+        t = _read(item) if isinstance(item, (str, Path)) else item
+        record = t.uns.get(_keys.UNS, {}).get("mask", {})
+        if "scheme" not in record:
+            raise GraphImputeError(f"{item if isinstance(item, (str, Path)) else 'a truth'}: no "
+                                   "uns['graphimpute']['mask'] record: is it the MASK step's --truth output?")
+        seed = int(record.get("seed", 0))
+        if seed in found:
+            raise GraphImputeError(f"two truth files for mask seed {seed}")
+        found[seed] = t
+    return found
+
+
+def _match_truth(out: AnnData, truths: dict[int, AnnData], method: str) -> tuple[int, AnnData | None]:
+    """(mask seed, its truth) for one output; the seed is 0 when nothing was masked."""
+    record = out.uns.get(_keys.UNS, {}).get("mask")
+    if not truths:
+        return (int(record["seed"]) if record and "seed" in record else 0), None
+    if record is None or "seed" not in record:
+        if len(truths) == 1:
+            return next(iter(truths.items()))
+        raise GraphImputeError(f"output of {method!r} has no mask record: which of the {len(truths)} truth files "
+                               "belongs to it cannot be told")
+    seed = int(record["seed"])
+    if seed not in truths:
+        raise GraphImputeError(f"output of {method!r} was made from mask seed {seed}; no truth file for that seed "
+                               f"was given (seeds: {', '.join(map(str, sorted(truths)))})")
+    return seed, truths[seed]
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -462,8 +624,15 @@ def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict
         "best_epoch": _float(history.get("best_epoch")),
         "seed": prov.get("seed"),
     }
-    rows = [{"sample": sample, "method": method, "epoch": i + 1, "term": term, "value": _float(value)}
-            for i, row in enumerate(epochs) for term, value in dict(row).items() if term.startswith(LOSS_PREFIXES)]
+    rows = []
+    for i, row in enumerate(epochs):
+        row = dict(row)
+        model, epoch = "", i + 1
+        if "cluster" in row and "block" in row:  # cnnImpute: one model per (cluster, block), epochs per model
+            model = f"cluster {int(row['cluster'])} block {int(row['block'])}"
+            epoch = int(row.get("epoch", epoch))
+        rows.extend({"sample": sample, "method": method, "model": model, "epoch": epoch, "term": term,
+                     "value": _float(value)} for term, value in row.items() if term.startswith(LOSS_PREFIXES))
     return run, rows
 
 

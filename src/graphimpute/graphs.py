@@ -36,7 +36,11 @@ def pca(adata: AnnData, *, n_comps: int = 50, layer: str = _keys.LOGNORM, seed: 
     n_comps = int(min(n_comps, adata.n_obs - 1, adata.n_vars - 1))
     values = adata.layers[layer] if layer else adata.X
     tmp = AnnData(X=(values.toarray() if sp.issparse(values) else np.array(values)).astype(np.float32))
-    sc.pp.scale(tmp, max_value=10, zero_center=True)
+    with np.errstate(invalid="ignore"):
+        sc.pp.scale(tmp, max_value=10, zero_center=True)
+    # a gene constant over cells (a cell-agnostic output has only such genes) can get a slightly negative
+    # float32 variance and so NaN: it carries no information, and 0 says so
+    np.nan_to_num(tmp.X, copy=False, nan=0.0)
     sc.pp.pca(tmp, n_comps=n_comps, random_state=seed, svd_solver="arpack")
     adata.obsm[_keys.PCA] = tmp.obsm["X_pca"].astype(np.float32)
     _record(adata, "pca", {"kind": "pca", "n_comps": n_comps, "layer": layer, "scaled": True, "seed": seed})

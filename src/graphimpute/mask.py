@@ -19,6 +19,9 @@ separate truth AnnData that only the EVALUATE step reads:
 
 - truth ``X``: CSR, the hidden entries at their original values (``uniform``/``low-count``), or the
   held-out test counts (``mcv``);
+- truth ``layers['held_zeros']`` (``uniform``/``low-count``): CSR of 1s at as many entries per cell as
+  were hidden there, drawn uniformly among the cell's true zeros (zero before masking). The methods see
+  them as zeros, exactly like the hidden entries; evaluation asks whether a method tells the two apart;
 - truth ``obs['library_unmasked']``: each cell's total over these genes before masking;
   ``obs['library_masked']``: after masking (the train total for ``mcv``);
 - ``uns['graphimpute']['mask']`` in both: scheme, fraction, seed and weighting; the truth's also holds
@@ -44,6 +47,7 @@ SCHEMES = ("uniform", "low-count", "mcv")
 LOW_COUNT_SCALE = 20.0  # DANCE's exponential weighting: scipy.stats.expon(scale=20).pdf(count)
 
 LIBRARY_UNMASKED = "library_unmasked"
+HELD_ZEROS = "held_zeros"
 LIBRARY_MASKED = "library_masked"
 
 # Columns the QC step may write with scanpy's names, recomputed after masking (obs: over all QC'd genes,
@@ -101,12 +105,33 @@ def mask(
                          index=adata.obs_names.copy()),
         var=pd.DataFrame(index=adata.var_names.copy()),
     )
+    if scheme != "mcv":
+        # its own stream, so that adding the zeros left the hidden entries of every seed as they were
+        truth.layers[HELD_ZEROS] = _held_zeros(counts, _lost_genes(counts, train), np.random.default_rng([seed, 1]))
     truth.uns[_keys.UNS] = {"mask": {**record, "n_hidden_entries": int(test.nnz),
                                      "hidden_count_share": float(test.sum() / max(counts.sum(), 1e-12)),
                                      "n_entries_emptied": int(counts.nnz - train.nnz)}}
     log.info("mask %s: %d entries carry hidden counts (%.1f%% of all counts)", scheme, test.nnz,
              100 * truth.uns[_keys.UNS]["mask"]["hidden_count_share"])
     return masked, truth
+
+
+def _held_zeros(counts: sp.csr_matrix, per_cell: np.ndarray, rng: np.random.Generator) -> sp.csr_matrix:
+    """CSR of 1s: in each cell, ``per_cell[i]`` entries drawn uniformly without replacement among the
+    cell's zeros (all of them when there are fewer)."""
+    n_genes = counts.shape[1]
+    rows, cols = [], []
+    for i in range(counts.shape[0]):
+        zeros = np.setdiff1d(np.arange(n_genes), counts.indices[counts.indptr[i]:counts.indptr[i + 1]],
+                             assume_unique=True)
+        k = min(int(per_cell[i]), zeros.size)
+        if k:
+            cols.append(np.sort(rng.choice(zeros, size=k, replace=False)))
+            rows.append(np.full(k, i))
+    if not rows:
+        return sp.csr_matrix(counts.shape, dtype=np.float32)
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    return sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=counts.shape)
 
 
 def _csr(x) -> sp.csr_matrix:

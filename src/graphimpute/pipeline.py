@@ -19,6 +19,7 @@ import anndata
 import numpy as np
 
 from graphimpute import _keys, graphs, io, methods, normalise, qc
+from graphimpute.errors import GraphImputeError
 from graphimpute.methods import RunContext
 from graphimpute.monitor import PeakMemory
 
@@ -117,14 +118,17 @@ def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | 
 
 def evaluate_step(imputed_paths, outdir, *, truth_path=None, label_key: str | None = None,
                   sample: str | None = None, settings=None) -> Path:
-    """Score every method's output of one sample; writes ``outdir/<sample>.*`` (see evaluate.Evaluation.write)
-    and returns the summary.json, which also holds this step's record."""
+    """Score every method's output of one sample (``truth_path``: one truth file, or one per mask
+    seed); writes ``outdir/<sample>.*`` (see evaluate.Evaluation.write) and returns the summary.json,
+    which also holds this step's record and the verdict."""
     from graphimpute import evaluate
 
     imputed_paths = [Path(p) for p in imputed_paths]
     sample = sample or sample_name(imputed_paths[0]).split(".")[0]
     result = evaluate.evaluate(imputed_paths, truth=truth_path, label_key=label_key, sample=sample,
                                settings=settings)
+    for line in result.verdict()["lines"]:
+        log.info("verdict: %s", line)
     record = _record(imputed_paths, _evaluate_options(truth_path, label_key, sample, settings))
     written = result.write(outdir, steps={"evaluate": json.dumps(record)})
     return next(p for p in written if p.name.endswith(".summary.json"))
@@ -158,8 +162,9 @@ class RunOptions:
     read: dict[str, Any] = field(default_factory=dict)  # fmt, transpose, allow_non_integer, layer
     qc: dict[str, Any] = field(default_factory=dict)
     n_top_genes: int | None = 2000
-    mask_scheme: str = "uniform"
+    mask_scheme: str = "mcv"
     mask_fraction: float = 0.1
+    mask_seeds: int = 3  # benchmark: masks drawn with seeds seed, seed + 1, ...; scores are mean ± sd
     evaluate: dict[str, Any] = field(default_factory=dict)  # benchmark: evaluate.Settings overrides
     n_pcs: int = 50
     n_neighbors: int = 15
@@ -170,47 +175,68 @@ class RunOptions:
 def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path]:
     """QC → normalise → [mask] → graph → impute (each method) into ``outdir``; returns the outputs.
 
+    Benchmark mode masks the normalised sample once per mask seed (``<sample>.seed<k>`` in mask/,
+    graph/ and impute/), imputes each masked copy with every method, and evaluates all of them
+    together (evaluate/<sample>.*: mean ± sd over seeds, ties called) before the report.
     A step whose output exists and was made from the same inputs with the same options is skipped
     (``force`` redoes everything); once a step runs, every later step runs too."""
     o = options or RunOptions()
     outdir = Path(outdir)
     sample = o.sample or sample_name(input_path)
     seed = o.ctx.seed
-    p = {step: outdir / step / f"{sample}.h5ad" for step in ("qc", "normalise", "mask", "graph")}
-    p["truth"] = outdir / "mask" / f"{sample}.truth.h5ad"
-    graph_input = p["mask"] if o.benchmark else p["normalise"]
+    p = {step: outdir / step / f"{sample}.h5ad" for step in ("qc", "normalise", "graph")}
     # (name, function, input paths, output paths, keyword arguments)
     plan = [
         ("qc", qc_step, [input_path], [p["qc"]], dict(label_key=o.label_key, **{**_READ_DEFAULTS, **o.read}, **o.qc)),
         ("normalise", normalise_step, [p["qc"]], [p["normalise"]], dict(n_top_genes=o.n_top_genes)),
     ]
-    if o.benchmark:
-        plan.append(("mask", mask_step, [p["normalise"]], [p["mask"], p["truth"]],
-                     dict(scheme=o.mask_scheme, fraction=o.mask_fraction, seed=seed)))
-    plan.append(("graph", graph_step, [graph_input], [p["graph"]],
-                 dict(method_names=list(o.methods), n_pcs=o.n_pcs, n_neighbors=o.n_neighbors, seed=seed)))
-    for method in o.methods:
-        out = outdir / "impute" / f"{sample}.{method}.h5ad"
-        p[f"impute.{method}"] = out
-        plan.append((f"impute {method}", impute_step, [p["graph"]], [out],
-                     dict(method=method, params=o.method_params.get(method), ctx=o.ctx)))
-    if o.benchmark:
-        from graphimpute.evaluate import Settings
+    graph_kwargs = dict(method_names=list(o.methods), n_pcs=o.n_pcs, n_neighbors=o.n_neighbors, seed=seed)
+    if not o.benchmark:
+        plan.append(("graph", graph_step, [p["normalise"]], [p["graph"]], graph_kwargs))
+        for method in o.methods:
+            p[f"impute.{method}"] = out = outdir / "impute" / f"{sample}.{method}.h5ad"
+            plan.append((f"impute {method}", impute_step, [p["graph"]], [out],
+                         dict(method=method, params=o.method_params.get(method), ctx=o.ctx)))
+        return _execute(plan, p, o.force)
 
-        p["evaluate"] = outdir / "evaluate" / f"{sample}.summary.json"
-        p["report"] = outdir / "multiqc" / "multiqc_report.html"
-        imputed = [p[f"impute.{m}"] for m in o.methods]
-        plan.append(("evaluate", evaluate_step, [imputed], [outdir / "evaluate"],
-                     dict(truth_path=p["truth"], label_key=o.label_key, sample=sample,
-                          settings=Settings(**{"seed": seed, **o.evaluate}))))
-        plan.append(("report", report_step, [[outdir / "evaluate"]], [outdir / "multiqc"], {}))
+    from graphimpute.evaluate import Settings
 
-    rerun = o.force
+    if o.mask_seeds < 1:
+        raise GraphImputeError(f"--mask-seeds must be at least 1, got {o.mask_seeds}")
+    del p["graph"]
+    truths, imputed = [], []
+    for mask_seed in range(seed, seed + o.mask_seeds):
+        tag = f"{sample}.seed{mask_seed}"  # one masked copy of the sample per mask seed
+        masked, truth, graph = (outdir / "mask" / f"{tag}.h5ad", outdir / "mask" / f"{tag}.truth.h5ad",
+                                outdir / "graph" / f"{tag}.h5ad")
+        p.update({f"mask.seed{mask_seed}": masked, f"truth.seed{mask_seed}": truth, f"graph.seed{mask_seed}": graph})
+        plan.append((f"mask seed {mask_seed}", mask_step, [p["normalise"]], [masked, truth],
+                     dict(scheme=o.mask_scheme, fraction=o.mask_fraction, seed=mask_seed)))
+        plan.append((f"graph seed {mask_seed}", graph_step, [masked], [graph], graph_kwargs))
+        for method in o.methods:
+            p[f"impute.{method}.seed{mask_seed}"] = out = outdir / "impute" / f"{tag}.{method}.h5ad"
+            plan.append((f"impute {method} seed {mask_seed}", impute_step, [graph], [out],
+                         dict(method=method, params=o.method_params.get(method), ctx=o.ctx)))
+            imputed.append(out)
+        truths.append(truth)
+    p["evaluate"] = outdir / "evaluate" / f"{sample}.summary.json"
+    p["report"] = outdir / "multiqc" / "multiqc_report.html"
+    plan.append(("evaluate", evaluate_step, [imputed], [outdir / "evaluate"],
+                 dict(truth_path=truths, label_key=o.label_key, sample=sample,
+                      settings=Settings(**{"seed": seed, **o.evaluate}))))
+    plan.append(("report", report_step, [[outdir / "evaluate"]], [outdir / "multiqc"], {}))
+    return _execute(plan, p, o.force)
+
+
+def _execute(plan, p: dict[str, Path], force: bool) -> dict[str, Path]:
+    """Run the plan's steps in order, skipping those whose output records the same inputs and options;
+    once a step runs, every later step runs too."""
+    rerun = force
     for number, (name, step, inputs, outputs, kwargs) in enumerate(plan, 1):
         label = f"[{number}/{len(plan)}] {name}"
         record_step = name.split()[0]
         expected = _record(_flat(inputs), _recorded_kwargs(record_step, kwargs))
-        done = p.get(record_step, outputs[0])  # evaluate/report: the file that tells the step finished
+        done = p.get(record_step, outputs[0]) if record_step in ("evaluate", "report") else outputs[0]
         if not rerun and all(out.exists() for out in outputs) and done.exists():
             if _stored(done, record_step) == expected:
                 log.info("%s: %s is up to date, skipped (use --force to redo)", label, outputs[0])
@@ -219,8 +245,6 @@ def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path
         log.info("%s -> %s", label, outputs[0])
         step(*inputs, *outputs, **kwargs)
         rerun = True
-    if not o.benchmark:
-        del p["mask"], p["truth"]
     return p
 
 
@@ -238,7 +262,8 @@ def _recorded_kwargs(step: str, kwargs: dict) -> dict:
 def _evaluate_options(truth_path, label_key, sample, settings) -> dict:
     from dataclasses import asdict
 
-    return dict(truth=str(Path(truth_path).resolve()) if truth_path else None, label_key=label_key, sample=sample,
+    truths = [truth_path] if isinstance(truth_path, (str, Path)) else list(truth_path or [])
+    return dict(truth=[str(Path(t).resolve()) for t in truths] or None, label_key=label_key, sample=sample,
                 settings=asdict(settings) if settings is not None else None)
 
 

@@ -17,7 +17,7 @@ __all__ = ["GraphSpec", "ImputeResult", "Method", "RunContext", "available", "ge
 # Module names under graphimpute.methods, in the order `graphimpute methods` lists them.
 _MODULES: tuple[str, ...] = (
     "scvgae", "graphsci", "cnnimpute", "scgnn", "gnnimpute",  # the five methods
-    "none", "knn_average", "magic", "alra", "dca", "scvi",  # baselines
+    "none", "gene_mean", "knn_average", "magic", "alra", "dca", "scvi",  # baselines
 )
 
 

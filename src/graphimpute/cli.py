@@ -283,7 +283,14 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Results folder (one subfolder per step).")
 @click.option("--methods", "method_list", default="none", show_default=True,
-              help="Comma-separated methods, or 'all'.")
+              help="Comma-separated methods, 'all', or 'auto' (choose the method by molecular cross-validation "
+                   "on this input, then impute with it).")
+@click.option("--auto-candidates", default="all", show_default=True,
+              help="--methods auto: the methods to choose from (comma-separated, or 'all' that are installed).")
+@click.option("--auto-max-cells", type=click.IntRange(min=50), default=2000, show_default=True,
+              help="--methods auto: choose on a random subsample of this many cells above it.")
+@click.option("--auto-seeds", type=click.IntRange(min=1), default=2, show_default=True,
+              help="--methods auto: MCV splits per candidate (mean ± sd; ties reported).")
 @click.option("--sample", default=None, help="Sample name used in file names [default: the input's name].")
 @click.option("--benchmark", is_flag=True,
               help="Hide counts after normalise, then evaluate the methods and write a MultiQC report.")
@@ -300,20 +307,23 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
 @n_top_genes_option
 @functools.partial(_apply, graph_options + impute_options)
 @common("OUTDIR/pipeline_info/graphimpute.log")
-def run_command(input_path, outdir, method_list, sample, benchmark, mask_scheme, mask_fraction, mask_seeds, force, fmt, transpose,
+def run_command(input_path, outdir, method_list, auto_candidates, auto_max_cells, auto_seeds, sample, benchmark, mask_scheme, mask_fraction, mask_seeds, force, fmt, transpose,
                 allow_non_integer, label_key, layer, n_top_genes, n_pcs, n_neighbors, param_pairs, params_file, device,
                 checkpoint_every, resume, workdir, seed, quiet, **kwargs):
     """The whole chain in one process: QC, normalise, [mask], graph, impute (each method), [evaluate, report]."""
     from graphimpute import methods, pipeline
 
-    names = methods.parse_methods(method_list)
-    method_params = _method_params(names, param_pairs, params_file)
+    auto = method_list.strip() == "auto"
+    names = ["auto"] if auto else methods.parse_methods(method_list)
+    candidates = methods.parse_methods(auto_candidates) if auto else []
+    method_params = _method_params(candidates if auto else names, param_pairs, params_file)
     ctx = _ctx(seed, device, quiet, checkpoint_every, resume, workdir)
     options = pipeline.RunOptions(
         methods=names, sample=sample, benchmark=benchmark, label_key=label_key, force=force,
         read=dict(fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer, layer=layer), qc=_qc_kwargs(kwargs),
         n_top_genes=_n_top_genes(n_top_genes), mask_scheme=mask_scheme, mask_fraction=mask_fraction, mask_seeds=mask_seeds, n_pcs=n_pcs, n_neighbors=n_neighbors,
-        method_params=method_params, ctx=ctx)
+        method_params=method_params, ctx=ctx,
+        auto=dict(candidates=candidates, max_cells=auto_max_cells, mask_seeds=auto_seeds) if auto else {})
     if outdir.exists() and Path(input_path).resolve().is_relative_to(outdir.resolve()):
         raise GraphImputeError(f"{input_path}: the input lies inside --outdir {outdir}; choose another folder")
     paths = pipeline.run(input_path, outdir, options)

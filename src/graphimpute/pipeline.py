@@ -25,6 +25,7 @@ from graphimpute.monitor import PeakMemory
 
 log = logging.getLogger(__name__)
 
+AUTO = "auto"  # --methods auto: pick the method by molecular cross-validation on the input (auto.py)
 _READ_DEFAULTS = dict(fmt="auto", transpose=False, allow_non_integer=False, layer=None)  # qc_step's, as it records them
 _VERSIONED = ("graphimpute", "torch", "torch-geometric", "scanpy", "anndata", "numpy", "scipy", "scikit-learn")
 
@@ -79,41 +80,65 @@ def graph_step(input_path, output, *, method_names=("none",), n_pcs: int = 50, n
 
 
 def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | None = None,
-                ctx: RunContext | None = None) -> Path:
-    """Run one method and write the input plus ``layers['imputed']`` and its provenance."""
+                ctx: RunContext | None = None, auto: Mapping[str, Any] | None = None) -> Path:
+    """Run one method and write the input plus ``layers['imputed']`` and its provenance.
+
+    ``method='auto'`` first picks the method by molecular cross-validation on the input (auto.select;
+    ``auto``: its settings, ``params``: per-method parameters keyed by method name), then imputes with
+    the winner; the provenance records the choice under ``selection``."""
     io.check_output(input_path, output)
     ctx = ctx or RunContext()
+    adata = _read(input_path)
+    selection = None
+    if method == AUTO:
+        from graphimpute import auto as auto_select
+
+        per_method = dict(params or {})
+        selection = auto_select.select(adata, method_params=per_method, ctx=ctx, **dict(auto or {}))
+        method, params = selection.winner, per_method.get(selection.winner)
     entry = methods.get(method)
     resolved = methods.resolve_params(entry, params)
-    adata = _read(input_path)
+    imputed, provenance = impute_adata(adata, entry, resolved, ctx)
+    adata.layers[_keys.IMPUTED] = imputed
+    if selection is not None:
+        provenance["selection"] = selection.record()
+    adata.uns.setdefault(_keys.UNS, {})["impute"] = h5ad_safe(provenance)
+    _store_record(adata, "impute", [input_path], dict(method=AUTO if selection else method,
+                                                      params=dict(params or {}) if selection else resolved,
+                                                      seed=ctx.seed, **({"auto": dict(auto or {})} if selection else {})))
+    log.info("impute: %s done in %.1f s, peak memory %.0f MB", method, provenance["wall_time_s"],
+             provenance["peak_memory_mb"])
+    return io.write_h5ad(adata, output)
+
+
+def impute_adata(adata, entry: methods.Method, params: Mapping[str, Any], ctx: RunContext):
+    """Run ``entry`` on ``adata`` (building the graphs it declares when they are missing; writes them
+    and the method's extra results, ``varp``/``obsm``, into ``adata``). Returns the imputed float32
+    matrix, checked against the method contract, and its provenance record."""
     for spec in entry.graphs:
         if _missing(adata, spec):
-            log.info("impute: %s needs graph %r, not in %s: building it", method, spec.key, input_path)
+            log.info("impute: %s needs graph %r, not in its input: building it", entry.name, spec.key)
             build_graph(adata, spec, seed=ctx.seed)
-    log.info("impute: %s on %d cells x %d genes", method, adata.n_obs, adata.n_vars)
+    log.info("impute: %s on %d cells x %d genes", entry.name, adata.n_obs, adata.n_vars)
     with PeakMemory() as usage:
-        result = entry.impute(adata, resolved, ctx)
+        result = entry.impute(adata, dict(params), ctx)
     imputed = np.asarray(result.imputed, dtype=np.float32)
     if imputed.shape != adata.shape:
-        raise RuntimeError(f"{method} returned shape {imputed.shape} for input {adata.shape}")
+        raise RuntimeError(f"{entry.name} returned shape {imputed.shape} for input {adata.shape}")
     if not np.all(np.isfinite(imputed)) or imputed.min() < 0:
-        raise RuntimeError(f"{method} returned negative or non-finite values")
-    adata.layers[_keys.IMPUTED] = imputed
+        raise RuntimeError(f"{entry.name} returned negative or non-finite values")
     for key, value in result.varp.items():
         adata.varp[key] = value
     for key, value in result.obsm.items():
         adata.obsm[key] = value
     history = result.history or {}
     provenance = {
-        "method": method, "params": resolved, "seed": ctx.seed,
+        "method": entry.name, "params": dict(params), "seed": ctx.seed,
         "device": history.get("device", "cpu"), "versions": software_versions(),
         "wall_time_s": usage.wall_s, "peak_memory_mb": max(usage.peak_mb, history.get("peak_memory_mb", 0.0)),
         "history": history, "info": result.info,
     }
-    adata.uns.setdefault(_keys.UNS, {})["impute"] = h5ad_safe(provenance)
-    _store_record(adata, "impute", [input_path], dict(method=method, params=resolved, seed=ctx.seed))
-    log.info("impute: %s done in %.1f s, peak memory %.0f MB", method, usage.wall_s, provenance["peak_memory_mb"])
-    return io.write_h5ad(adata, output)
+    return imputed, provenance
 
 
 def evaluate_step(imputed_paths, outdir, *, truth_path=None, label_key: str | None = None,
@@ -131,6 +156,34 @@ def evaluate_step(imputed_paths, outdir, *, truth_path=None, label_key: str | No
         log.info("verdict: %s", line)
     record = _record(imputed_paths, _evaluate_options(truth_path, label_key, sample, settings))
     written = result.write(outdir, steps={"evaluate": json.dumps(record)})
+    return next(p for p in written if p.name.endswith(".summary.json"))
+
+
+def selection_step(impute_path, outdir, *, sample: str) -> Path:
+    """The evidence behind ``--methods auto``'s choice, from the IMPUTE output's provenance, written as
+    EVALUATE's tables (``outdir/<sample>.*``, so that REPORT shows the ranking); returns the summary.json."""
+    import h5py
+    import pandas as pd
+    from anndata.io import read_elem
+
+    from graphimpute.evaluate import Evaluation
+
+    with h5py.File(impute_path, "r") as f:
+        node = f.get(f"uns/{_keys.UNS}/impute/selection")
+        if node is None:
+            raise GraphImputeError(f"{impute_path}: no uns['{_keys.UNS}']['impute']['selection']: not made by auto")
+        record = read_elem(node)
+    metrics = pd.DataFrame({k: list(v) for k, v in record["metrics"].items()}).assign(sample=sample)
+    runs = pd.DataFrame({k: list(v) for k, v in record["runs"].items()}).assign(sample=sample)
+    settings = {"auto": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in record["settings"].items()},
+                "winner": str(record["winner"]), "skipped": {k: str(v) for k, v in dict(record["skipped"]).items()},
+                "mask": {"scheme": "mcv", "fraction": float(record["settings"]["fraction"])}}
+    result = Evaluation(sample=sample, metrics=metrics[["sample", "method", "seed", "metric", "value"]],
+                        runs=runs, histories=pd.DataFrame(columns=["sample", "method", "model", "epoch", "term", "value"]),
+                        embeddings=pd.DataFrame(columns=["sample", "method", "cell", "umap1", "umap2", "label"]),
+                        versions={}, settings=settings)
+    record_json = _record([impute_path], dict(sample=sample))
+    written = result.write(outdir, steps={"selection": json.dumps(record_json)})
     return next(p for p in written if p.name.endswith(".summary.json"))
 
 
@@ -169,6 +222,7 @@ class RunOptions:
     n_pcs: int = 50
     n_neighbors: int = 15
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method name
+    auto: dict[str, Any] = field(default_factory=dict)  # --methods auto: auto.select's settings
     ctx: RunContext = field(default_factory=RunContext)
 
 
@@ -190,7 +244,22 @@ def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path
         ("qc", qc_step, [input_path], [p["qc"]], dict(label_key=o.label_key, **{**_READ_DEFAULTS, **o.read}, **o.qc)),
         ("normalise", normalise_step, [p["qc"]], [p["normalise"]], dict(n_top_genes=o.n_top_genes)),
     ]
-    graph_kwargs = dict(method_names=list(o.methods), n_pcs=o.n_pcs, n_neighbors=o.n_neighbors, seed=seed)
+    graph_kwargs = dict(method_names=[m for m in o.methods if m != AUTO] or ["none"], n_pcs=o.n_pcs,
+                        n_neighbors=o.n_neighbors, seed=seed)
+    if AUTO in o.methods:
+        if o.benchmark or len(o.methods) > 1:
+            raise GraphImputeError("--methods auto runs its own molecular cross-validation and imputes with the "
+                                   "winner: use it alone and without --benchmark")
+        plan.append(("graph", graph_step, [p["normalise"]], [p["graph"]], graph_kwargs))
+        p["impute.auto"] = outdir / "impute" / f"{sample}.auto.h5ad"
+        p["evaluate"] = outdir / "evaluate" / f"{sample}.summary.json"
+        p["report"] = outdir / "multiqc" / "multiqc_report.html"
+        plan.append(("impute auto", impute_step, [p["graph"]], [p["impute.auto"]],
+                     dict(method=AUTO, params=o.method_params, ctx=o.ctx, auto=o.auto)))
+        plan.append(("selection", selection_step, [p["impute.auto"]], [outdir / "evaluate"], dict(sample=sample)))
+        plan.append(("report", report_step, [[outdir / "evaluate"]], [outdir / "multiqc"],
+                     dict(title="graphimpute: method chosen by --methods auto")))
+        return _execute(plan, p, o.force)
     if not o.benchmark:
         plan.append(("graph", graph_step, [p["normalise"]], [p["graph"]], graph_kwargs))
         for method in o.methods:
@@ -237,6 +306,8 @@ def _execute(plan, p: dict[str, Path], force: bool) -> dict[str, Path]:
         record_step = name.split()[0]
         expected = _record(_flat(inputs), _recorded_kwargs(record_step, kwargs))
         done = p.get(record_step, outputs[0]) if record_step in ("evaluate", "report") else outputs[0]
+        if record_step == "selection":
+            done = p["evaluate"]
         if not rerun and all(out.exists() for out in outputs) and done.exists():
             if _stored(done, record_step) == expected:
                 log.info("%s: %s is up to date, skipped (use --force to redo)", label, outputs[0])
@@ -252,8 +323,13 @@ def _recorded_kwargs(step: str, kwargs: dict) -> dict:
     """The options a step records, from the keyword arguments ``run`` passes it."""
     if step == "evaluate":
         return _evaluate_options(kwargs["truth_path"], kwargs["label_key"], kwargs["sample"], kwargs["settings"])
+    if step == "selection":
+        return dict(sample=kwargs["sample"])
     if step != "impute":
         return kwargs
+    if kwargs["method"] == AUTO:
+        return dict(method=AUTO, params=dict(kwargs["params"] or {}), seed=kwargs["ctx"].seed,
+                    auto=dict(kwargs.get("auto") or {}))
     entry = methods.get(kwargs["method"])
     return dict(method=kwargs["method"], params=methods.resolve_params(entry, kwargs["params"]),
                 seed=kwargs["ctx"].seed)

@@ -42,6 +42,8 @@ def parse_methods(spec: str) -> list[str]:
     wanted = list(_MODULES) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
     if not wanted:
         raise GraphImputeError("no method given; use a comma-separated list or 'all'")
+    if "auto" in wanted:
+        raise GraphImputeError("'auto' chooses one method by itself: give --methods auto alone")
     for name in wanted:
         get(name)
     return list(dict.fromkeys(wanted))

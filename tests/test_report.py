@@ -13,16 +13,22 @@ from graphimpute.evaluate import Evaluation
 
 
 def _evaluation(sample: str) -> Evaluation:
-    methods = ["none", "scgnn"]
-    values = {"none": {"rmse": 2.5, "pearson_r": float("nan"), "kmeans_ari": 0.5, "wall_time_s": 0.1},
-              "scgnn": {"rmse": 1.25, "pearson_r": 0.75, "kmeans_ari": 0.625, "wall_time_s": 12.0}}
-    metrics = pd.DataFrame([{"sample": sample, "method": m, "metric": k, "value": v}
-                            for m in methods for k, v in values[m].items()])
-    runs = pd.DataFrame([{"sample": sample, "method": m, "device": "cpu", "wall_time_s": values[m]["wall_time_s"],
+    """Three methods on two mask seeds: scgnn clearly ahead, gene_mean ahead of none on MCV."""
+    methods = ["none", "gene_mean", "scgnn", "cnnimpute"]
+    poisson = {"none": [0.30, 0.31], "gene_mean": [0.25, 0.26], "scgnn": [0.20, 0.205], "cnnimpute": [0.26, 0.24]}
+    metrics = pd.DataFrame([{"sample": sample, "method": m, "seed": seed, "metric": metric, "value": v}
+                            for m in methods for seed in (0, 1)
+                            for metric, v in (("mcv_poisson", poisson[m][seed]), ("kmeans_ari", 0.5 + 0.1 * seed),
+                                              ("wall_time_s", 12.0 if m == "scgnn" else 0.1))])
+    runs = pd.DataFrame([{"sample": sample, "method": m, "device": "cpu", "wall_time_s": 12.0 if m == "scgnn" else 0.1,
                           "peak_memory_mb": 100.0, "epochs": 3.0 if m == "scgnn" else float("nan"),
-                          "best_epoch": 2.0 if m == "scgnn" else float("nan"), "seed": 0} for m in methods])
-    histories = pd.DataFrame([{"sample": sample, "method": "scgnn", "epoch": e, "term": t, "value": v / e}
-                              for e in (1, 2, 3) for t, v in (("train_loss", 1e-5), ("val_loss", 2.0), ("train_mse", 0.5))])
+                          "best_epoch": 2.0 if m == "scgnn" else float("nan"), "seed": 0, "mask_seed": seed,
+                          "nondefault_params": '{"max_epochs": 3}' if m == "scgnn" else "{}"}
+                         for m in methods for seed in (0, 1)])
+    histories = pd.DataFrame([{"sample": sample, "method": "scgnn", "model": "", "epoch": e, "term": t, "value": v / e}
+                              for e in (1, 2, 3) for t, v in (("train_loss", 1e-5), ("val_loss", 2.0), ("train_mse", 0.5))]
+                             + [{"sample": sample, "method": "cnnimpute", "model": f"cluster {c} block 0", "epoch": e,
+                                 "term": "val_loss", "value": c + 1.0 / e} for c in (0, 1) for e in (1, 2)])
     rng = np.random.default_rng(0)
     embeddings = pd.DataFrame([{"sample": sample, "method": m, "cell": f"c{i}", "umap1": rng.normal(),
                                 "umap2": rng.normal(), "label": "ab"[i % 2]} for m in methods for i in range(20)])
@@ -48,21 +54,38 @@ def test_custom_content_files(evaluated, tmp_path):
     out = tmp_path / "content"
     written = report.write_custom_content(report.load([evaluated]), out)
     names = {p.name for p in written}
-    assert names == {"graphimpute_recovery_mqc.tsv", "graphimpute_recovery_bars_mqc.yaml",
-                     "graphimpute_clustering_mqc.tsv", "graphimpute_clustering_bars_mqc.yaml",
+    assert names == {"graphimpute_ranking_mqc.tsv", "graphimpute_bars_s1_mqc.png", "graphimpute_bars_s2_mqc.png",
+                     "graphimpute_mcv_mqc.tsv", "graphimpute_clustering_mqc.tsv",
                      "graphimpute_resources_mqc.tsv", "graphimpute_loss_scgnn_mqc.yaml",
-                     "graphimpute_umap_s1_mqc.png", "graphimpute_umap_s2_mqc.png",
+                     "graphimpute_loss_cnnimpute_mqc.yaml", "graphimpute_umap_s1_mqc.png", "graphimpute_umap_s2_mqc.png",
                      "graphimpute_mqc_versions.yml", "multiqc_config.yaml"}
-    header, table = _read_mqc_tsv(out / "graphimpute_recovery_mqc.tsv")
-    assert header["plot_type"] == "table"
-    assert header["headers"]["rmse"]["scale"] == "RdYlGn-rev" and header["headers"]["pearson_r"]["scale"] == "RdYlGn"
-    assert table.loc["s2 · scgnn", "rmse"] == 1.25 and math.isnan(table.loc["s1 · none", "pearson_r"])
-    assert list(table.index) == ["s1 · none", "s1 · scgnn", "s2 · none", "s2 · scgnn"]
+    _, ranking = _read_mqc_tsv(out / "graphimpute_ranking_mqc.tsv")
+    s1 = ranking.loc[[r for r in ranking.index if r.startswith("s1")]]
+    assert list(s1.index) == ["s1 · scgnn", "s1 · cnnimpute", "s1 · gene_mean", "s1 · none"]  # best first
+    assert s1.loc["s1 · cnnimpute", "vs_gene_mean"] == "tie"  # 0.26/0.24 against 0.25/0.26: within the spread
+    assert s1.loc["s1 · scgnn", "vs_none"] == "better" and s1.loc["s1 · none", "vs_gene_mean"] == "worse"
+    header, table = _read_mqc_tsv(out / "graphimpute_mcv_mqc.tsv")
+    assert header["plot_type"] == "table" and header["headers"]["mcv_poisson"]["scale"] == "RdYlGn-rev"
+    assert table.loc["s2 · scgnn", "mcv_poisson"] == pytest.approx(0.2025)  # the mean over seeds
+    assert table.loc["s2 · scgnn", "mcv_poisson_sd"] == pytest.approx(np.std([0.2, 0.205], ddof=1), rel=1e-5)
     _, resources = _read_mqc_tsv(out / "graphimpute_resources_mqc.tsv")
     assert resources.loc["s1 · scgnn", "wall_time_s"] == 12.0 and resources.loc["s1 · scgnn", "device"] == "cpu"
-    assert (out / "graphimpute_umap_s1_mqc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("graphimpute_umap_s1_mqc.png", "graphimpute_bars_s1_mqc.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     versions = (out / "graphimpute_mqc_versions.yml").read_text()
     assert '"scgnn":\n  "torch": "2.13.0"' in versions and "graphimpute:" in versions
+
+
+def test_intro_gives_the_verdict_and_flags_changed_epochs(evaluated, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    out = tmp_path / "content"
+    report.write_custom_content(report.load([evaluated]), out)
+    config = yaml.safe_load((out / "multiqc_config.yaml").read_text())
+    intro = config["intro_text"]
+    assert "Not the methods' default settings" in intro and "scgnn (s1) ran with max_epochs=3" in intro
+    assert "Best by mcv_poisson" in intro and "scgnn" in intro
+    order = config["report_section_order"]
+    assert order["graphimpute_ranking"]["order"] > order["graphimpute_bars_s1"]["order"] > order["graphimpute_mcv"]["order"]
 
 
 def test_yaml_files_parse_with_numbers_as_numbers(evaluated, tmp_path):
@@ -75,10 +98,8 @@ def test_yaml_files_parse_with_numbers_as_numbers(evaluated, tmp_path):
     curve = loss["data"][0]["s1 train"]
     assert curve[3] == pytest.approx(1e-5 / 3) and isinstance(curve[3], float)  # not the string '3.3e-06'
     assert loss["data"][0]["s2 val"][2] == pytest.approx(1.0)
-    bars = yaml.safe_load((out / "graphimpute_recovery_bars_mqc.yaml").read_text())
-    rmse, pearson = bars["data"]
-    assert rmse["s1 · none"]["rmse"] == 2.5
-    assert "s1 · none" not in pearson  # an undefined value draws no bar (rather than a bar at 0)
+    cnn = yaml.safe_load((out / "graphimpute_loss_cnnimpute_mqc.yaml").read_text())
+    assert set(cnn["data"][0]) == {f"{s} cluster {c} block 0 val" for s in ("s1", "s2") for c in (0, 1)}  # one per model
     config = yaml.safe_load((out / "multiqc_config.yaml").read_text())
     assert config["no_version_check"] is True
 
@@ -95,6 +116,6 @@ def test_multiqc_renders_one_html_report(evaluated, tmp_path):
     html = tmp_path / "multiqc" / "multiqc_report.html"
     assert html in written
     text = html.read_text()
-    for section in ("graphimpute_recovery", "graphimpute_clustering_bars", "graphimpute_resources",
+    for section in ("graphimpute_ranking", "graphimpute_mcv", "graphimpute_bars_s1", "graphimpute_resources",
                     "graphimpute_loss_scgnn", "graphimpute_umap_s1", "software_versions"):
         assert f'id="{section}' in text or f'id="multiqc_{section}' in text, section

@@ -160,7 +160,8 @@ class Evaluation:
                   "histories": self.histories, "embeddings": self.embeddings}
         primary = verdict.primary_metric(self.metrics)
         if primary is not None:
-            tables["ranking"] = verdict.ranking(self.metrics, primary).assign(metric=primary)
+            ranking = verdict.ranking(self.metrics, primary)
+            tables["ranking"] = ranking.assign(sample=self.sample, metric=primary)[["sample", "metric", *ranking.columns]]
         for name, table in tables.items():
             written.append(_atomic_write(outdir / f"{self.sample}.{name}.tsv",
                                          table.to_csv(sep="\t", index=False, na_rep="NaN")))
@@ -623,6 +624,7 @@ def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict
         "epochs": _float(history.get("n_epochs", len(epochs))) if epochs or "n_epochs" in history else float("nan"),
         "best_epoch": _float(history.get("best_epoch")),
         "seed": prov.get("seed"),
+        "nondefault_params": json.dumps(_nondefault(method, prov.get("params")), sort_keys=True, default=str),
     }
     rows = []
     for i, row in enumerate(epochs):
@@ -634,6 +636,16 @@ def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict
         rows.extend({"sample": sample, "method": method, "model": model, "epoch": epoch, "term": term,
                      "value": _float(value)} for term, value in row.items() if term.startswith(LOSS_PREFIXES))
     return run, rows
+
+
+def _nondefault(method: str, params) -> dict[str, Any]:
+    """The parameters a run changed from the method's registered (paper) defaults."""
+    from graphimpute import methods
+
+    if method not in methods.names() or not isinstance(params, Mapping):
+        return {}
+    defaults = methods.get(method).defaults
+    return {k: _jsonable(v) for k, v in params.items() if k in defaults and _jsonable(v) != _jsonable(defaults[k])}
 
 
 def _float(value) -> float:

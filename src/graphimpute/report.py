@@ -51,7 +51,7 @@ GROUPS = {
                    "k = number of labels (mean over seeds) and Leiden on that PCA's kNN graph, scored against "
                    "the labels; and the silhouette of the labels on the PCA."),
 }
-RESOURCE_COLUMNS = ("device", "wall_time_s", "peak_memory_mb", "epochs", "best_epoch")
+RESOURCE_COLUMNS = ("device", "wall_time_s", "peak_memory_mb", "epochs", "best_epoch", "nondefault_params")
 _FORMATS = {"wall_time_s": "{:,.1f}", "peak_memory_mb": "{:,.0f}", "epochs": "{:,.0f}", "best_epoch": "{:,.0f}"}
 
 
@@ -73,6 +73,7 @@ def load(inputs: Iterable[str | Path]) -> dict[str, Any]:
 
     versions: dict[str, dict[str, str]] = {}
     settings: dict[str, Any] = {}
+    verdicts: dict[str, Any] = {}
     for f in files:
         if f.name.endswith(".versions.json"):
             for method, pkgs in json.loads(f.read_text()).items():
@@ -80,9 +81,12 @@ def load(inputs: Iterable[str | Path]) -> dict[str, Any]:
         elif f.name.endswith(".summary.json"):
             summary = json.loads(f.read_text())
             settings[summary["sample"]] = summary.get("settings", {})
+            verdicts[summary["sample"]] = summary.get("verdict") or {}
     data = {"metrics": tables(".metrics.tsv"), "runs": tables(".runs.tsv"),
             "histories": tables(".histories.tsv"), "embeddings": tables(".embeddings.tsv"),
-            "versions": versions, "settings": settings}
+            "rankings": tables(".ranking.tsv"), "versions": versions, "settings": settings, "verdicts": verdicts}
+    if "seed" not in data["metrics"]:  # tables written before mask seeds: one seed
+        data["metrics"] = data["metrics"].assign(seed=0)
     if data["metrics"].empty:
         raise GraphImputeError("no EVALUATE metrics (*.metrics.tsv) among the report's inputs")
     return data
@@ -95,60 +99,64 @@ def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str
     written: list[Path] = []
     metrics = data["metrics"].copy()
     metrics["row"] = metrics["sample"].astype(str) + " · " + metrics["method"].astype(str)
-    samples = data["embeddings"]["sample"].unique() if not data["embeddings"].empty else []
-    methods = data["histories"]["method"].unique() if not data["histories"].empty else []
-    order = _section_order(samples, methods)
+    samples = list(dict.fromkeys(metrics["sample"].astype(str)))
+    embedded = data["embeddings"]["sample"].unique() if not data["embeddings"].empty else []
+    trained = data["histories"]["method"].unique() if not data["histories"].empty else []
+    order = _section_order(samples, embedded, trained)
+
+    rankings = data.get("rankings", pd.DataFrame())
+    if not rankings.empty:
+        written.append(_ranking_table(rankings, outdir, order))
+        for sample in samples:
+            part = rankings[rankings["sample"].astype(str) == sample] if "sample" in rankings else rankings
+            if not part.empty:
+                written.append(_bars_png(metrics[metrics["sample"].astype(str) == sample], sample,
+                                         outdir / f"graphimpute_bars_{_safe(sample)}_mqc.png"))
 
     for group, (name, description) in GROUPS.items():
         names = [m for m, spec in METRICS.items() if spec.group == group and m in set(metrics["metric"])]
         if not names:
             continue
-        wide = metrics[metrics["metric"].isin(names)].pivot_table(index="row", columns="metric", values="value",
-                                                                   aggfunc="first", dropna=False, sort=False)[names]
-        headers = {m: _header(m) for m in names}
+        part = metrics[metrics["metric"].isin(names)]
+        mean = part.pivot_table(index="row", columns="metric", values="value", aggfunc="mean", dropna=False,
+                                sort=False)[names]
+        sd = part.pivot_table(index="row", columns="metric", values="value", aggfunc="std", dropna=False,
+                              sort=False).reindex(index=mean.index, columns=names)
+        wide = pd.concat({**{m: mean[m] for m in names}, **{f"{m}_sd": sd[m] for m in names}}, axis=1)
+        wide = wide[[c for m in names for c in (m, f"{m}_sd")]]
+        headers = {}
+        for m in names:
+            headers[m] = _header(m)
+            headers[f"{m}_sd"] = {"title": f"{m} sd", "description": f"standard deviation of {m} over mask seeds",
+                                  "format": "{:,.4f}", "scale": False, "hidden": True}
         written.append(_write_table(outdir / f"graphimpute_{group}_mqc.tsv", wide, id=f"graphimpute_{group}",
-                                    section_name=name, description=description, headers=headers, order=order))
-        bars = {"id": f"graphimpute_{group}_bars", "section_name": f"{name}: bar graphs",
-                "description": "One button per metric. " + description, "plot_type": "bargraph",
-                "pconfig": {"id": f"graphimpute_{group}_bars_plot", "title": f"{name}",
-                            "data_labels": [{"name": m, "ylab": m} for m in names], "cpswitch": False,
-                            "tt_decimals": 4},
-                "data": [{row: {m: v} for row, v in wide[m].items() if _finite(v)} for m in names]}
-        written.append(_write_yaml(outdir / f"graphimpute_{group}_bars_mqc.yaml", bars))
+                                    section_name=name, description=description + " Mean over mask seeds (sd in the "
+                                    "hidden columns: 'Configure columns').", headers=headers, order=order))
 
     runs = data["runs"]
     if not runs.empty:
+        runs = runs.drop_duplicates(["sample", "method"])
         runs = runs.assign(row=runs["sample"].astype(str) + " · " + runs["method"].astype(str)).set_index("row")
         cols = [c for c in RESOURCE_COLUMNS if c in runs.columns]
-        headers = {c: _header(c) if c in METRICS else {"title": c, "description": "device the method ran on"}
+        headers = {c: _header(c) if c in METRICS else {"title": c, "description": _RUN_COLUMNS.get(c, c)}
                    for c in cols}
         written.append(_write_table(outdir / "graphimpute_resources_mqc.tsv", runs[cols], id="graphimpute_resources",
                                     section_name="Runtime and memory",
-                                    description="From each output's provenance; timings depend on the machine and "
-                                                "its load at the time. Peak memory is the resident memory of the "
-                                                "process while the method ran, libraries and loaded data "
-                                                "included (freed memory is returned to the system before each "
-                                                "method; the Nextflow pipeline runs each method in its own task).", headers=headers, order=order))
+                                    description="From each output's provenance (first mask seed); timings depend on "
+                                                "the machine and its load at the time. Peak memory is the resident "
+                                                "memory of the process while the method ran, libraries and loaded "
+                                                "data included (freed memory is returned to the system before each "
+                                                "method; the Nextflow pipeline runs each method in its own task). "
+                                                "'changed parameters' lists what differs from the paper's defaults.",
+                                    headers=headers, order=order))
 
     histories = data["histories"]
     if not histories.empty:
+        if "model" not in histories:
+            histories = histories.assign(model="")
+        histories = histories.assign(model=histories["model"].fillna("").astype(str))
         for method, hist in histories.groupby("method", sort=False):
-            hist = hist.assign(split=hist["term"].str.split("_", n=1).str[0],
-                               base=hist["term"].str.split("_", n=1).str[-1])
-            terms = list(dict.fromkeys(hist["base"]))
-            datasets = []
-            for term in terms:
-                part = hist[hist["base"] == term]
-                datasets.append({f"{s} {split}": {int(e): float(v) for e, v in zip(g["epoch"], g["value"]) if _finite(v)}
-                                 for (s, split), g in part.groupby(["sample", "split"], sort=False)})
-            content = {"id": f"graphimpute_loss_{_safe(method)}", "section_name": f"Training: {method}",
-                       "description": f"Loss terms of {method} per epoch (train and validation), one button per term.",
-                       "plot_type": "linegraph",
-                       "pconfig": {"id": f"graphimpute_loss_{_safe(method)}_plot", "title": f"{method}: training history",
-                                   "xlab": "epoch", "ylab": "loss",
-                                   "data_labels": [{"name": t, "ylab": t} for t in terms]},
-                       "data": datasets}
-            written.append(_write_yaml(outdir / f"graphimpute_loss_{_safe(method)}_mqc.yaml", content))
+            written.append(_loss_yaml(method, hist, outdir, order))
 
     embeddings = data["embeddings"]
     if not embeddings.empty:
@@ -156,16 +164,158 @@ def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str
             written.append(_umap_png(emb, outdir / f"graphimpute_umap_{_safe(str(sample))}_mqc.png", str(sample)))
 
     written.append(_write_versions(data["versions"], outdir / "graphimpute_mqc_versions.yml"))
+    images = {f"graphimpute_umap_{_safe(str(s))}": (f"UMAP: {s}", "UMAP of each output's evaluation PCA (kNN graph of "
+                                                    "that PCA), coloured by label.") for s in embedded}
+    images.update({f"graphimpute_bars_{_safe(s)}": (
+        f"Scores: {s}", "Each metric's mean over mask seeds (error bars: sd), methods sorted best first; dashed "
+        "lines mark the three bars every method must clear: none (the observed counts), knn_average (the "
+        "neighbour average) and gene_mean (the cell-agnostic profile).") for s in samples
+        if (outdir / f"graphimpute_bars_{_safe(s)}_mqc.png").exists()})
     config = {"title": title, "subtitle": "imputation benchmark: metrics from graphimpute evaluate",
-              "no_version_check": True, "show_analysis_paths": False, "report_section_order": order,
-              "custom_data": {f"graphimpute_umap_{_safe(str(s))}": {
-                  "section_name": f"UMAP: {s}",
-                  "description": "UMAP of each output's evaluation PCA (kNN graph of that PCA), coloured by label."}
-                  for s in (embeddings["sample"].unique() if not embeddings.empty else [])},
-              "sp": {f"graphimpute_umap_{_safe(str(s))}": {"fn": f"graphimpute_umap_{_safe(str(s))}_mqc.png"}
-                     for s in (embeddings["sample"].unique() if not embeddings.empty else [])}}
+              "intro_text": _intro(data), "no_version_check": True, "show_analysis_paths": False,
+              "report_section_order": order,
+              "custom_data": {key: {"section_name": name, "description": text} for key, (name, text) in images.items()},
+              "sp": {key: {"fn": f"{key}_mqc.png"} for key in images}}
     written.append(_write_yaml(outdir / "multiqc_config.yaml", config))
     return written
+
+
+_RUN_COLUMNS = {"device": "device the method ran on",
+                "nondefault_params": "parameters changed from the method's (paper) defaults"}
+EPOCH_PARAMS = ("epochs", "max_epochs")
+
+
+def _intro(data: dict[str, Any]) -> str:
+    """The report's own introduction: what was measured, the demo banner, and each sample's verdict."""
+    parts = ["<p>graphimpute ranks imputation methods by <b>molecular cross-validation</b> (MCV): each cell's "
+             "molecules are split into an input half and a held-out half, every method imputes from the input "
+             "half, and the Poisson loss of the held-out molecules under its output (every entry, zeros "
+             "included) measures how well it predicts molecules it has not seen. Every score is the mean over "
+             "several mask seeds; a difference smaller than its seed-to-seed spread is a tie. Three baselines "
+             "are the bars: <code>none</code> (the observed counts), <code>knn_average</code> (the neighbour "
+             "average) and <code>gene_mean</code> (the same profile for every cell: a method that does not beat "
+             "it has shown nothing the metric can see). Formulas: docs/benchmark.md.</p>"]
+    demo = _demo_runs(data["runs"])
+    if demo:
+        parts.insert(0, "<div class='alert alert-warning'><b>Not the methods' default settings.</b> "
+                        + "; ".join(demo) + ". Scores of these runs say nothing about the methods as published "
+                        "(this is what the demo and the test profile do, to finish in minutes).</div>")
+    for sample, verdict in data.get("verdicts", {}).items():
+        lines = verdict.get("lines") or []
+        if lines:
+            parts.append(f"<p><b>{_html(sample)}</b>:</p><ul>" + "".join(f"<li>{_html(l.strip())}</li>" for l in lines)
+                         + "</ul>")
+        auto = data.get("settings", {}).get(sample, {}).get("winner")
+        if auto:
+            parts.append(f"<p><b>{_html(sample)}</b> was imputed with <b>{_html(auto)}</b>, chosen by "
+                         "<code>--methods auto</code> on the ranking below.</p>")
+    return "".join(parts)
+
+
+def _demo_runs(runs: pd.DataFrame) -> list[str]:
+    if runs.empty or "nondefault_params" not in runs:
+        return []
+    found = []
+    for (sample, method), changed in runs.drop_duplicates(["sample", "method"]).set_index(["sample", "method"])[
+            "nondefault_params"].items():
+        try:
+            changed = json.loads(changed) if isinstance(changed, str) else {}
+        except ValueError:
+            continue
+        epochs = {k: v for k, v in changed.items() if k in EPOCH_PARAMS}
+        if epochs:
+            found.append(f"{method} ({sample}) ran with " + ", ".join(f"{k}={v}" for k, v in epochs.items()))
+    return found
+
+
+def _ranking_table(rankings: pd.DataFrame, outdir: Path, order) -> Path:
+    table = rankings.assign(row=rankings["sample"].astype(str) + " · " + rankings["method"].astype(str)).set_index("row")
+    cols = [c for c in ("rank", "metric", "mean", "sd", "n_seeds", "vs_best", "vs_none", "vs_knn_average",
+                        "vs_gene_mean") if c in table]
+    headers = {c: {"title": c, "description": _RANK_COLUMNS.get(c, c), "scale": False} for c in cols}
+    headers["mean"]["format"] = headers["sd"]["format"] = "{:,.4f}"
+    return _write_table(outdir / "graphimpute_ranking_mqc.tsv", table[cols], id="graphimpute_ranking",
+                        section_name="Ranking",
+                        description="Methods best first on the ranking metric (MCV Poisson loss when the benchmark "
+                                    "ran molecular cross-validation). vs_*: the method against the best and against "
+                                    "each baseline, on paired mask seeds: better or worse only when the mean "
+                                    "difference exceeds its seed-to-seed standard deviation, else a tie.",
+                        headers=headers, order=order)
+
+
+_RANK_COLUMNS = {"rank": "position by mean", "metric": "the ranking metric", "mean": "mean over mask seeds",
+                 "sd": "standard deviation over mask seeds", "n_seeds": "mask seeds scored",
+                 "vs_best": "against the best method", "vs_none": "against none (no imputation)",
+                 "vs_knn_average": "against the neighbour average", "vs_gene_mean": "against the cell-agnostic profile"}
+
+
+def _bars_png(metrics: pd.DataFrame, sample: str, path: Path) -> Path:
+    """One panel per headline metric: methods sorted best first, mean ± sd over seeds, the baselines as
+    dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from graphimpute.verdict import BASELINES
+
+    shown = [m for m in BAR_METRICS if m in set(metrics["metric"]) and metrics.loc[metrics["metric"] == m, "value"].notna().any()]
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 0.32 * metrics["method"].nunique() + 1.6),
+                             squeeze=False)
+    styles = dict(zip(BASELINES, ("tab:red", "tab:blue", "tab:gray")))
+    for ax, metric in zip(axes[0], shown):
+        stats = metrics[metrics["metric"] == metric].groupby("method")["value"].agg(["mean", "std"]).dropna(subset=["mean"])
+        stats = stats.sort_values("mean", ascending=not METRICS[metric].higher_is_better)
+        y = np.arange(len(stats))[::-1]
+        ax.barh(y, stats["mean"], xerr=stats["std"].fillna(0), color=["#bbbbbb" if m in BASELINES else "#4c72b0"
+                                                                       for m in stats.index], capsize=2)
+        ax.set_yticks(y, stats.index, fontsize=8)
+        for base, colour in styles.items():
+            if base in stats.index:
+                ax.axvline(stats.loc[base, "mean"], color=colour, ls="--", lw=1, label=base)
+        lo, hi = stats["mean"].min(), stats["mean"].max()
+        pad = 0.15 * (hi - lo) if hi > lo else abs(hi) * 0.1 + 1e-9
+        ax.set_xlim(min(lo - pad, 0) if lo >= 0 and lo - pad < 0 else lo - pad, hi + pad)
+        ax.set_title(f"{metric} ({'higher' if METRICS[metric].higher_is_better else 'lower'} is better)", fontsize=9)
+    handles = [plt.Line2D([], [], color=c, ls="--", lw=1, label=b) for b, c in styles.items()
+               if b in set(metrics["method"])]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(sample, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+BAR_METRICS = ("mcv_poisson", "mcv_mse", "hidden_gene_r", "hidden_zero_auc", "kmeans_ari")
+
+
+def _loss_yaml(method: str, hist: pd.DataFrame, outdir: Path, order) -> Path:
+    """Loss curves of one method: one line per sample, model (cnnImpute trains one per cluster and
+    block) and split; one button per loss term."""
+    hist = hist.assign(split=hist["term"].str.split("_", n=1).str[0], base=hist["term"].str.split("_", n=1).str[-1])
+    terms = list(dict.fromkeys(hist["base"]))
+    datasets = []
+    for term in terms:
+        part = hist[hist["base"] == term]
+        datasets.append({" ".join(str(k) for k in key if str(k)): {int(e): float(v) for e, v in zip(g["epoch"], g["value"])
+                                                                   if _finite(v)}
+                         for key, g in part.groupby(["sample", "model", "split"], sort=False)})
+    content = {"id": f"graphimpute_loss_{_safe(method)}", "section_name": f"Training: {method}",
+               "description": f"Loss terms of {method} per epoch (train and validation; one line per model where the "
+                              "method trains several), one button per term. First mask seed.",
+               "plot_type": "linegraph",
+               "pconfig": {"id": f"graphimpute_loss_{_safe(method)}_plot", "title": f"{method}: training history",
+                           "xlab": "epoch", "ylab": "loss", "data_labels": [{"name": t, "ylab": t} for t in terms]},
+               "data": datasets}
+    return _write_yaml(outdir / f"graphimpute_loss_{_safe(method)}_mqc.yaml", content)
+
+
+def _html(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
 
 
 def multiqc_available() -> bool:
@@ -203,10 +353,13 @@ def report(inputs: Iterable[str | Path], outdir: str | Path, *, title: str = "gr
 
 
 # -------------------------------------------------------------------------------------------- helpers
-def _section_order(samples: Iterable[str] = (), methods: Iterable[str] = ()) -> dict[str, dict[str, int]]:
-    """MultiQC puts higher ``order`` first: tables, bar graphs, resources, UMAPs, training, versions."""
-    ids = [f"graphimpute_{g}" for g in GROUPS] + [f"graphimpute_{g}_bars" for g in GROUPS] + ["graphimpute_resources"]
-    ids += [f"graphimpute_umap_{_safe(str(s))}" for s in samples] + [f"graphimpute_loss_{_safe(str(m))}" for m in methods]
+def _section_order(samples: Iterable[str] = (), embedded: Iterable[str] = (), trained: Iterable[str] = ()
+                   ) -> dict[str, dict[str, int]]:
+    """MultiQC puts higher ``order`` first: the ranking, the sorted bars, the metric tables, resources,
+    UMAPs, training, versions."""
+    ids = ["graphimpute_ranking"] + [f"graphimpute_bars_{_safe(str(s))}" for s in samples]
+    ids += [f"graphimpute_{g}" for g in GROUPS] + ["graphimpute_resources"]
+    ids += [f"graphimpute_umap_{_safe(str(s))}" for s in embedded] + [f"graphimpute_loss_{_safe(str(m))}" for m in trained]
     order = {i: {"order": 10000 - 10 * n} for n, i in enumerate(ids)}
     order["software_versions"] = {"order": -1000}
     return order

@@ -1,14 +1,13 @@
 """Method x dataset views of the accuracy benchmark's long tables, for the README and the closing notes.
 
-For each (scheme, metric) asked for: one row per method, one column per dataset, the best value of
-each column in bold, how many datasets the method beats `none` and `knn_average` on (a tie is not
-a win; a missing or undefined value is neither), and by how much: the median over datasets of the
-method's value minus the reference's (signed; where both are defined). "undef." is a value the metric
-does not define (e.g. Pearson r of an all-zero prediction), "not run" a pair absent from the table.
-`none` has no Pearson r (it predicts 0 at every hidden entry): there "beats none" counts every
-defined value.
+For each (scheme, metric): one row per method, one column per dataset holding the mean over mask seeds;
+in each column the best mean is bold and the methods tied with it (paired seeds, graphimpute.verdict)
+carry "≈". Then, per baseline (`none`, `knn_average`, `gene_mean`): on how many datasets the method is
+better / ties / is worse by the paired rule (a tie is not a win; a pair that was not run, or has one seed
+only on one side, is left out of the count), and the median over datasets of the method's mean minus
+the baseline's. "undef." is a value the metric does not define, "not run" a pair absent from the table.
 
-    python bench/accuracy_summary.py bench/results/accuracy_uniform.tsv bench/results/accuracy_mcv.tsv \\
+    python bench/accuracy_summary.py bench/results/accuracy_mcv.tsv bench/results/accuracy_uniform.tsv \\
         --out bench/results/accuracy_summary.md
 """
 
@@ -20,59 +19,81 @@ from pathlib import Path
 
 import pandas as pd
 
-from graphimpute import methods
+from graphimpute import methods, verdict
 from graphimpute.evaluate import METRICS
 
-VIEWS = [("uniform", "rmse"), ("uniform", "pearson_r"), ("uniform", "kmeans_ari"),
-         ("mcv", "mcv_poisson"), ("mcv", "mcv_mse")]
-REFERENCES = ("none", "knn_average")
+VIEWS = [("mcv", "mcv_poisson"), ("mcv", "mcv_mse"), ("mcv", "kmeans_ari"),
+         ("uniform", "hidden_gene_r"), ("uniform", "hidden_zero_auc"), ("uniform", "kmeans_ari")]
+REFERENCES = verdict.BASELINES
 
 
-def view(long: pd.DataFrame, scheme: str, metric: str) -> pd.DataFrame | None:
+def view(long: pd.DataFrame, scheme: str, metric: str) -> tuple[pd.DataFrame, dict] | None:
     part = long[(long["scheme"] == scheme) & (long["metric"] == metric)]
     if part.empty:
         return None
-    wide = part.pivot_table(index="method", columns="dataset", values="value", aggfunc="first", dropna=False)
+    wide = part.pivot_table(index="method", columns="dataset", values="value", aggfunc="mean", dropna=False)
     order = [m for m in methods.names() if m in wide.index] + [m for m in wide.index if m not in methods.names()]
     wide = wide.loc[order]
     wide.attrs["measured"] = set(zip(part["method"], part["dataset"]))  # NaN there = undefined, else not run
-    return wide
+    per_dataset = {d: g.rename(columns={"dataset": "sample"}) for d, g in part.groupby("dataset")}
+    return wide, per_dataset
 
 
-def wins(wide: pd.DataFrame, reference: str, higher: bool) -> pd.Series:
-    if reference not in wide.index:
-        return pd.Series("–", index=wide.index)
-    ref = wide.loc[reference]
-    better = wide.gt(ref, axis=1) if higher else wide.lt(ref, axis=1)
-    counted = wide.notna()
-    undefined = pd.DataFrame([ref.isna().to_numpy()] * len(wide), index=wide.index, columns=wide.columns)
-    better = better | undefined  # an undefined reference (none's r): any defined value wins
-    return (better & counted).sum(axis=1).astype(int).astype(str) + "/" + counted.sum(axis=1).astype(str)
-
-
-def median_difference(wide: pd.DataFrame, reference: str) -> pd.Series:
-    if reference not in wide.index:
-        return pd.Series(float("nan"), index=wide.index)
-    return wide.sub(wide.loc[reference], axis=1).median(axis=1, skipna=True)
-
-
-def markdown(wide: pd.DataFrame, scheme: str, metric: str) -> list[str]:
+def markdown(wide: pd.DataFrame, per_dataset: dict, scheme: str, metric: str) -> list[str]:
     higher = METRICS[metric].higher_is_better
-    best = wide.max() if higher else wide.min()
     cols = list(wide.columns)
+    tied, best = {}, {}
+    for d, g in per_dataset.items():
+        table = verdict.ranking(g, metric)
+        if not table.empty:
+            best[d] = table.iloc[0]["method"]
+            tied[d] = set(table.loc[table["vs_best"] == "tie", "method"])
+    refs = [r for r in REFERENCES if r in wide.index]
+    seeds = int(pd.concat(per_dataset.values()).groupby(["sample", "method"])["seed"].nunique().max())
     lines = [f"### {metric} ({'higher' if higher else 'lower'} is better), scheme {scheme}", "",
-             "| method | " + " | ".join(cols) + " | beats none | beats knn_average | median Δ none | median Δ knn_average |",
-             "|---|" + "---|" * (len(cols) + 4)]
-    beat = {ref: wins(wide, ref, higher) for ref in REFERENCES}
-    delta = {ref: median_difference(wide, ref) for ref in REFERENCES}
+             f"Mean over up to {seeds} mask seeds; **bold** = best mean, ≈ = tied with it.", "",
+             "| method | " + " | ".join(cols) + " | " + " | ".join(f"vs {r}: better/tie/worse" for r in refs)
+             + " | " + " | ".join(f"median Δ {r}" for r in refs) + " |",
+             "|---|" + "---|" * (len(cols) + 2 * len(refs))]
     for method, row in wide.iterrows():
-        cells = [("undef." if (method, c) in wide.attrs["measured"] else "not run") if pd.isna(v)
-                 else (f"**{v:.3f}**" if v == best[c] else f"{v:.3f}") for c, v in row.items()]
-        refs = ["–" if method == ref else str(beat[ref][method]) for ref in REFERENCES]
-        refs += ["–" if method == ref or pd.isna(delta[ref][method]) else f"{delta[ref][method]:+.3f}"
-                 for ref in REFERENCES]
-        lines.append(f"| {method} | " + " | ".join(cells) + " | " + " | ".join(refs) + " |")
+        cells = []
+        for d, v in row.items():
+            if pd.isna(v):
+                cells.append("undef." if (method, d) in wide.attrs["measured"] else "not run")
+            elif best.get(d) == method:
+                cells.append(f"**{v:.4g}**")
+            else:
+                cells.append(f"{v:.4g}{' ≈' if method in tied.get(d, ()) else ''}")
+        counts, deltas = [], []
+        for ref in refs:
+            if method == ref:
+                counts.append("–")
+                deltas.append("–")
+                continue
+            outcomes = [verdict.compare(g, metric, method, ref).outcome for g in per_dataset.values()]
+            counts.append(f"{outcomes.count('better')}/{outcomes.count('tie')}/{outcomes.count('worse')}")
+            delta = (wide.loc[method] - wide.loc[ref]).median(skipna=True)
+            deltas.append("–" if pd.isna(delta) else f"{delta:+.4g}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " | " + " | ".join(counts) + " | " + " | ".join(deltas) + " |")
     return lines + [""]
+
+
+def winners(long: pd.DataFrame, scheme: str = "mcv", metric: str = "mcv_poisson") -> list[str]:
+    """Per dataset: the winner, the methods tied with it, and which of the five papers' methods beat
+    gene_mean and knn_average (the closing notes' list)."""
+    papers = [m for m in methods.names() if methods.get(m).kind == "method"]
+    out = [f"### Winner per dataset ({metric}, scheme {scheme})", "",
+           "| dataset | winner | tied with it | papers' methods better than gene_mean | better than knn_average |",
+           "|---|---|---|---|---|"]
+    part = long[(long["scheme"] == scheme) & (long["metric"] == metric)]
+    for d, g in part.groupby("dataset"):
+        g = g.rename(columns={"dataset": "sample"})
+        v = verdict.verdict(g, metric)
+        beat = {ref: [m for m in papers if m in set(g["method"]) and verdict.compare(g, metric, m, ref).outcome == "better"]
+                for ref in ("gene_mean", "knn_average")}
+        out.append(f"| {d} | {v['winner']} | {', '.join(v['tied_with_winner']) or '–'} | "
+                   f"{', '.join(beat['gene_mean']) or 'none'} | {', '.join(beat['knn_average']) or 'none'} |")
+    return out + [""]
 
 
 def main(argv=None) -> int:
@@ -81,13 +102,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy_summary.md"))
     args = parser.parse_args(argv)
     long = pd.concat([pd.read_csv(t, sep="\t") for t in args.tables], ignore_index=True)
+    if "seed" not in long:
+        long["seed"] = 0
     lines = ["# Accuracy benchmark: method x dataset", "",
              f"From {', '.join(f'`{t}`' for t in args.tables)} (full tables and protocol in the .md beside each);"
-             " written by `bench/accuracy_summary.py`. Bold: best in the column.", ""]
+             " written by `bench/accuracy_summary.py`. Better / tie / worse: paired over mask seeds, a difference "
+             "counts only when its mean exceeds its seed-to-seed sd (docs/benchmark.md).", ""]
+    if {"scheme", "metric"} <= set(long) and ((long["scheme"] == "mcv") & (long["metric"] == "mcv_poisson")).any():
+        lines += winners(long)
     for scheme, metric in VIEWS:
-        wide = view(long, scheme, metric)
-        if wide is not None:
-            lines += markdown(wide, scheme, metric)
+        found = view(long, scheme, metric)
+        if found is not None:
+            lines += markdown(*found, scheme, metric)
     args.out.write_text("\n".join(lines))
     return 0
 

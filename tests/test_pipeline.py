@@ -77,17 +77,22 @@ def test_steps_one_by_one_match_run(tmp_path, bundled_path, finished):
 
 def test_benchmark_mask_hides_counts_from_methods(tmp_path, bundled_path):
     outdir = tmp_path / "bench"
-    paths = pipeline.run(bundled_path, outdir, pipeline.RunOptions(benchmark=True))
-    masked = ad.read_h5ad(paths["graph"])
-    truth = ad.read_h5ad(paths["truth"])
+    paths = pipeline.run(bundled_path, outdir, pipeline.RunOptions(benchmark=True, mask_scheme="uniform",
+                                                                   mask_seeds=1, evaluate={"umap": False}))
+    masked = ad.read_h5ad(paths["graph.seed0"])
+    truth = ad.read_h5ad(paths["truth.seed0"])
     normalised = ad.read_h5ad(paths["normalise"])
     hidden = truth.X.tocoo()
     assert hidden.nnz > 0
     assert np.all(masked.X.toarray()[hidden.row, hidden.col] == 0)  # never also an input non-zero
     assert np.all(masked.layers["lognorm"].toarray()[hidden.row, hidden.col] == 0)
     np.testing.assert_array_equal((masked.X + truth.X).toarray(), normalised.X.toarray())
-    result = ad.read_h5ad(paths["impute.none"])
+    result = ad.read_h5ad(paths["impute.none.seed0"])
     assert np.all(result.layers["imputed"][hidden.row, hidden.col] == 0)
+    zeros = truth.layers["held_zeros"].tocoo()  # as many true zeros as hidden entries, per cell
+    np.testing.assert_array_equal(np.bincount(zeros.row, minlength=truth.n_obs),
+                                  np.bincount(hidden.row, minlength=truth.n_obs))
+    assert np.all(normalised.X.toarray()[zeros.row, zeros.col] == 0)
 
 
 def test_cuda_refused_without_a_gpu(tmp_path, bundled_path):

@@ -387,7 +387,8 @@ out.help = helpMessage(schema, true)
 out.help_one = helpMessage(schema, 'use_gpu')
 out.help_unknown = helpMessage(schema, 'gpus')
 def good = [input: '{ROOT / "assets" / "samplesheet_test.csv"}', outdir: 'results', methods: 'none,scvgae',
-            seed: 3, mask_fraction: 0.2, n_top_genes: 500, benchmark: true, help: false, nTopGenes: 500]
+            seed: 3, mask_fraction: 0.2, n_top_genes: 500, benchmark: true, help: false, nTopGenes: 500,
+            trace_report_suffix: '2026-12-03_10-00-00']
 validateParameters(schema, good)
 out.good = 'passed'
 def bad = good + [input: null, seed: 'three', mask_fraction: 1.5, n_top_genes: 'lots', benchmark: 'yes',
@@ -416,6 +417,7 @@ out.summary_mqc = summaryMultiqc(schema, good + [multiqc_title: '<b>&</b>'])
     assert out["method_params"] == json.loads(method_params.read_text())  # read as the file says
     assert "methods             : none,scvgae" in out["summary"] and "seed                : 3" in out["summary"]
     assert "outdir" in out["summary"] and "n_pcs" not in out["summary"]  # only what differs from the defaults
+    assert "trace_report_suffix" not in out["summary"]  # the start time, set on every run
     assert "<dd><samp>&lt;b&gt;&amp;&lt;/b&gt;</samp></dd>" in out["summary_mqc"]
 
 

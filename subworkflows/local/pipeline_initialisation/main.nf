@@ -275,13 +275,14 @@ def readMethodParams(path) {
 
 // ---- the parameter summary ----------------------------------------------------------------------------
 
-// Parameters that differ from the defaults, by group.
+// Parameters that differ from the defaults, by group (trace_report_suffix, the start time that
+// nextflow.config sets on every run, is not a change).
 def changedParameters(schema, parameters) {
     def groups = [:]
     schema['$defs'].each { _group_name, group ->
         def changed = (group.properties ?: [:]).findAll { name, spec ->
             def default_value = spec.default?.toString()?.replace('${projectDir}', workflow.projectDir.toString())
-            parameters[name] != null && parameters[name].toString() != default_value
+            name != 'trace_report_suffix' && parameters[name] != null && parameters[name].toString() != default_value
         }
         if (changed) {
             groups[group.title] = changed.collectEntries { name, _spec -> [name, parameters[name]] }

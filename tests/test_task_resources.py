@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,9 @@ print(json.dumps(found))
 
 
 def test_libraries_loaded_inside_the_limit_start_with_that_many_threads():
+    env = {name: value for name, value in os.environ.items() if name not in THREAD_VARIABLES}
     done = subprocess.run([sys.executable, "-c", PROBE, "2"], capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC)})
+                          env={**env, "PYTHONPATH": str(SRC)})
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["torch"] == 2 and found["numba"] == 2
@@ -50,9 +52,9 @@ def test_loaded_libraries_are_limited_and_restored(monkeypatch):
     with limit_threads(1):
         assert torch.get_num_threads() == 1
         assert {pool["num_threads"] for pool in threadpool_info()} == {1}
-        assert all(__import__("os").environ[name] == "1" for name in THREAD_VARIABLES)
+        assert all(os.environ[name] == "1" for name in THREAD_VARIABLES)
     assert torch.get_num_threads() == before
-    assert not any(name in __import__("os").environ for name in THREAD_VARIABLES)
+    assert not any(name in os.environ for name in THREAD_VARIABLES)
     with limit_threads(None):  # no --threads: nothing changes
         assert torch.get_num_threads() == before
 

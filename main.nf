@@ -20,7 +20,10 @@ workflow {
         PIPELINE_INITIALISATION.out.samplesheet,
         PIPELINE_INITIALISATION.out.methods,
         PIPELINE_INITIALISATION.out.method_params,
-        PIPELINE_INITIALISATION.out.summary_mqc
+        PIPELINE_INITIALISATION.out.method_params_file,
+        PIPELINE_INITIALISATION.out.summary_mqc,
+        // a flag given on the command line arrives as text under the strict syntax
+        params.benchmark.toString().toBoolean()
     )
 
     PIPELINE_COMPLETION()

@@ -18,18 +18,24 @@ from pathlib import Path
 
 import click
 
-# The pipeline's steps in DAG order (INPUT_CHECK is the samplesheet subworkflow).
-STEP_ORDER = ("INPUT_CHECK", "QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE", "EVALUATE", "MULTIQC")
+# The pipeline's steps in DAG order (INPUT_CHECK is the samplesheet subworkflow). IMPUTE runs the methods
+# that train nothing, IMPUTE_TRAIN those that train (the only process with the GPU label).
+STEP_ORDER = ("INPUT_CHECK", "QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE", "IMPUTE_TRAIN", "EVALUATE", "MULTIQC")
+IMPUTE_STEPS = ("IMPUTE", "IMPUTE_TRAIN")
+GPU_PROCESS = "IMPUTE_TRAIN"
 BENCHMARK_ONLY = ("MASK", "EVALUATE")
-# Where each step's inputs may come from (TAKE: the workflow's own inputs) and which it must have.
+BENCHMARK_FLAG = "benchmark"  # GRAPHIMPUTE's take: main.nf passes --benchmark, read as a flag
+# Where each step's inputs may come from (TAKE: the workflow's own inputs) and which it must have. GRAPH
+# takes nothing from the method list (INPUT_CHECK, TAKE): changing --methods must not rerun it.
 ALLOWED_SOURCES = {
     "INPUT_CHECK": {"TAKE"},
     "QC": {"INPUT_CHECK"},
     "NORMALISE": {"QC"},
     "MASK": {"NORMALISE"},
-    "GRAPH": {"NORMALISE", "MASK", "INPUT_CHECK"},
+    "GRAPH": {"NORMALISE", "MASK"},
     "IMPUTE": {"GRAPH", "INPUT_CHECK", "TAKE"},
-    "EVALUATE": {"IMPUTE", "MASK"},
+    "IMPUTE_TRAIN": {"GRAPH", "INPUT_CHECK", "TAKE"},
+    "EVALUATE": {"IMPUTE", "IMPUTE_TRAIN", "MASK", "INPUT_CHECK"},
     "MULTIQC": set(STEP_ORDER) | {"TAKE"},
 }
 REQUIRED_SOURCES = {
@@ -38,14 +44,16 @@ REQUIRED_SOURCES = {
     "MASK": {"NORMALISE"},
     "GRAPH": {"NORMALISE", "MASK"},
     "IMPUTE": {"GRAPH"},
-    "EVALUATE": {"IMPUTE", "MASK"},
-    "MULTIQC": {"QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE", "EVALUATE"},
+    "IMPUTE_TRAIN": {"GRAPH"},
+    "EVALUATE": {"IMPUTE", "IMPUTE_TRAIN", "MASK"},
+    "MULTIQC": {"QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE", "IMPUTE_TRAIN", "EVALUATE"},
 }
 # Processes that also call a third-party tool (besides graphimpute wrappers), with that tool's click command.
 THIRD_PARTY = {"MULTIQC": ("multiqc", "multiqc.multiqc:run_cli")}
 SHELL_WORDS = {"if", "then", "else", "elif", "fi", "for", "do", "done", "cat", "cp", "touch", "mkdir", "echo"}
 PUBLISH_LAYOUT = {"QC": "qc", "NORMALISE": "normalise", "MASK": "mask", "GRAPH": "graph", "IMPUTE": "impute",
-                  "EVALUATE": "evaluate", "MULTIQC": "multiqc", "SAMPLESHEET_CHECK": "pipeline_info"}
+                  "IMPUTE_TRAIN": "impute", "EVALUATE": "evaluate", "MULTIQC": "multiqc",
+                  "SAMPLESHEET_CHECK": "pipeline_info"}
 
 NF_TREE = ("main.nf", "nextflow.config", "nextflow_schema.json", "nf-test.config", "conf", "modules", "subworkflows",
            "workflows", "bin", "assets", "tests/nextflow")
@@ -201,6 +209,25 @@ def config_files(root: Path) -> list[Path]:
     return [root / "nextflow.config", *sorted((root / "conf").glob("*.config"))]
 
 
+def withname_blocks(text: str, process: str | None = None) -> list[tuple[list[str], str]]:
+    """(process names, body) of the ``withName: 'A|B' { ... }`` blocks of a config text; with ``process``,
+    only the blocks whose selector names it."""
+    masked, readable = mask_groovy(text), mask_groovy(text, keep_strings=True)
+    found = []
+    for m in re.finditer(r"withName:\s*['\"]?([^'\"{\s]+)['\"]?\s*\{", readable):
+        names = [name.split(":")[-1] for name in m.group(1).split("|")]
+        if process is None or process in names:
+            found.append((names, text[m.end(): matching_brace(masked, m.end() - 1)]))
+    return found
+
+
+def label_block(text: str, label: str) -> str | None:
+    """The body of the ``withLabel: <label> { ... }`` block of a config text, or None."""
+    masked, readable = mask_groovy(text), mask_groovy(text, keep_strings=True)
+    m = re.search(rf"withLabel:\s*['\"]?{label}['\"]?\s*\{{", readable)
+    return text[m.end(): matching_brace(masked, m.end() - 1)] if m else None
+
+
 # ---- the Groovy 4 parse ----------------------------------------------------------------------------------
 
 def groovy_jar_dir() -> Path | None:
@@ -264,10 +291,8 @@ def click_options(command: click.Command) -> set[str]:
 def ext_args_options(root: Path, process: str) -> set[str]:
     """The --options that conf/modules.config passes to ``process`` through ext.args."""
     text = (root / "conf" / "modules.config").read_text()
-    masked, readable = mask_groovy(text), mask_groovy(text, keep_strings=True)
     options = set()
-    for m in re.finditer(rf"withName:\s*['\"]?{process}['\"]?\s*\{{", readable):
-        block = text[m.end(): matching_brace(masked, m.end() - 1)]
+    for _, block in withname_blocks(text, process):
         args = re.search(r"ext\.args\s*=(.*?)(?=\n\s*(?:publishDir|ext\.\w+)\s*=|\Z)", block, re.S)
         if args:
             options |= set(re.findall(r"(?<![\w-])--[a-zA-Z][\w-]*", args.group(1)))
@@ -295,8 +320,8 @@ def script_commands(process: Process) -> list[tuple[str, set[str]]]:
         opening = re.search(r"<<-?\s*'?(\w+)'?", command)
         if opening:
             heredoc = opening.group(1)
-        if not words or words[0] in SHELL_WORDS or "=" in words[0]:
-            continue  # shell syntax, file plumbing and variable assignments
+        if not words or words[0] in SHELL_WORDS or "=" in words[0] or words[0].startswith("#"):
+            continue  # shell syntax, file plumbing, variable assignments and comments
         options = set(re.findall(r"(?<![\w-])--[a-zA-Z][\w-]*", re.sub(r"\$\([^)]*\)", "", command)))
         for var in re.findall(r"\$\{(\w+)\}", command):
             options |= defs.get(var, set())
@@ -370,6 +395,10 @@ def check_bin_wrappers(root: Path) -> list[str]:
 
 # ---- params: used = defined in nextflow.config = described in the schema -----------------------------
 
+class Expression(str):
+    """A param default that is computed when Nextflow reads the config (not a literal value)."""
+
+
 def _literal(value: str):
     value = value.strip().rstrip(",")
     if value in ("true", "false"):
@@ -382,7 +411,7 @@ def _literal(value: str):
         return float(value)
     if value[:1] in "'\"" and value[-1:] == value[:1]:
         return value[1:-1]
-    return value
+    return Expression(value)
 
 
 def config_params(path: Path) -> dict:
@@ -438,7 +467,8 @@ def check_params(root: Path) -> list[str]:
     for name, spec in sorted(described.items()):
         if not spec.get("description"):
             problems.append(f"--{name} has no description in nextflow_schema.json")
-        if name in defined and defined[name] is not None and spec.get("default") != defined[name]:
+        computed = isinstance(defined.get(name), Expression)  # e.g. a timestamp: the schema gives no default
+        if name in defined and defined[name] is not None and not computed and spec.get("default") != defined[name]:
             problems.append(f"--{name}: default {defined[name]!r} in nextflow.config, {spec.get('default')!r} "
                             "in nextflow_schema.json")
     for path in config_files(root):
@@ -503,6 +533,172 @@ def check_includes_and_emits(root: Path) -> list[str]:
             elif emit not in known[name][1]:
                 problems.append(f"{path.relative_to(root)}: {name}.out.{emit}: {name} emits "
                                 f"{', '.join(sorted(known[name][1]))}")
+    return problems
+
+
+# ---- emits that nothing uses -----------------------------------------------------------------------------
+
+def _expand_braces(pattern: str) -> list[str]:
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    return [q for choice in m.group(1).split(",")
+            for q in _expand_braces(pattern[: m.start()] + choice + pattern[m.end():])]
+
+
+def publish_patterns(root: Path, process: str) -> list[str | None]:
+    """The patterns of the publishDir entries that apply to ``process`` (None: every output but
+    versions.yml), from its withName block in conf/modules.config, else the default publishDir."""
+    text = (root / "conf" / "modules.config").read_text()
+    found = withname_blocks(text, process)
+    if found:
+        block = found[0][1]
+    else:
+        masked = mask_groovy(text)
+        scope = re.search(r"(?m)^process\s*\{", masked)
+        block = text[scope.end(): matching_brace(masked, scope.end() - 1)]
+        block = block[: block.find("withName")] if "withName" in block else block
+    value = re.search(r"publishDir\s*=\s*\[(.*)", block, re.S)
+    if value is None:
+        return []
+    patterns = []
+    for entry in re.split(r"(?=\bpath\s*:)", mask_groovy(value.group(1), keep_strings=True))[1:]:
+        m = re.search(r"pattern\s*:\s*['\"]([^'\"]+)['\"]", entry.split("]")[0])
+        patterns.append(m.group(1) if m else None)
+    return patterns
+
+
+def _emit_files(process: Process) -> dict[str, list[str]]:
+    """emit name -> the file names its output declaration makes (${...} as 'x')."""
+    files = {}
+    for line in mask_groovy(process.parts.get("output", ""), keep_strings=True).splitlines():
+        emit = re.search(r"emit:\s*(\w+)", line)
+        if emit:
+            names = re.findall(r"path\s*\(?\s*[\"']([^\"']+)[\"']", line)
+            files[emit.group(1)] = [re.sub(r"\$\{[^}]*\}", "x", name) for name in names]
+    return files
+
+
+def check_emits_are_used(root: Path) -> list[str]:
+    """Every emit of a process is consumed (X.out.emit in a .nf file) or published by conf/modules.config
+    (versions.yml never is: a versions emit must be collected); every workflow emit is consumed."""
+    from fnmatch import fnmatch
+
+    used = set()
+    for path in nf_files(root):
+        used |= set(re.findall(r"\b([A-Z][A-Z0-9_]*)\.out\.(\w+)", mask_groovy(path.read_text())))
+    problems = []
+    for name, process in sorted(processes(root).items()):
+        patterns = publish_patterns(root, name)
+        for emit, files in sorted(_emit_files(process).items()):
+            if (name, emit) in used:
+                continue
+            published = files and all(
+                file != "versions.yml" and any(pattern is None or any(fnmatch(file, p) for p in _expand_braces(pattern))
+                                               for pattern in patterns)
+                for file in files)
+            if not published:
+                problems.append(f"{name}.out.{emit}: emitted, but nothing consumes it and nothing publishes it")
+    for name, (kind, emits) in sorted(definitions(root).items()):
+        if kind == "workflow":
+            for emit in sorted(emits):
+                if (name, emit) not in used:
+                    problems.append(f"{name}.out.{emit}: the workflow emits it, but nothing consumes it")
+    return problems
+
+
+# ---- the keys that join samples ----------------------------------------------------------------------------
+
+SAMPLE_KEY = "meta.id"
+
+
+def _key_expression(closure: str) -> str | None:
+    """The first element of the list a ``map { a, b -> [first, ...] }`` closure returns."""
+    m = re.search(r"->\s*\[(.*)\]\s*$", closure.strip(), re.S)
+    if not m:
+        return None
+    depth, start = 0, m.group(1)
+    for k, c in enumerate(start):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            return start[:k].strip()
+    return start.strip()
+
+
+def _is_sample_key(key: str | None) -> bool:
+    return key is not None and bool(re.fullmatch(rf"{re.escape(SAMPLE_KEY)}|groupKey\(\s*{re.escape(SAMPLE_KEY)}\s*,.*\)",
+                                                  key.strip()))
+
+
+def check_join_keys(root: Path) -> list[str]:
+    """Every groupTuple and join in the workflow is keyed by the sample (meta.id, or groupKey(meta.id, n)):
+    following each channel chain, the key the last ``map`` put first is the sample's where a groupTuple
+    groups and on both sides of a join. Grouping by the whole meta (which holds the method) would give
+    every method its own EVALUATE; joining on different keys would pair nothing, or the wrong truth."""
+    body = blocks((root / "workflows" / "graphimpute.nf").read_text(), "workflow")["GRAPHIMPUTE"]
+    problems = []
+    for statement, _ in _statements(sections(body)["main"]):
+        key, k = None, 0  # the key of the items along the chain, as far as it is known
+        while True:
+            m = re.compile(r"\.(map|groupTuple|join)\s*([({])").search(statement, k)
+            if m is None:
+                break
+            end = _closing(statement, m.end() - 1)
+            inside = statement[m.end(): end]
+            k = end + 1
+            if m.group(1) == "map":
+                new = _key_expression(inside)
+                # the key taken back out of a groupKey is the key it wraps
+                key = re.sub(r"^groupKey\(\s*(.*?)\s*,.*\)$", r"\1", key or "") if new and "getGroupTarget()" in new \
+                    else new
+            elif m.group(1) == "groupTuple":
+                if not _is_sample_key(key):
+                    problems.append(f"workflows/graphimpute.nf: groupTuple is keyed by {key!r}, not by the sample "
+                                    f"({SAMPLE_KEY})")
+            else:
+                inner = re.search(r"\.map\s*\{(.*)\}", inside, re.S)
+                other = _key_expression(inner.group(1)) if inner else None
+                if not (_is_sample_key(key) and _is_sample_key(other)):
+                    problems.append(f"workflows/graphimpute.nf: a join of key {key!r} with key {other!r}; both "
+                                    f"sides must be keyed by the sample ({SAMPLE_KEY})")
+    return problems
+
+
+def _closing(text: str, open_index: int) -> int:
+    pairs = {"(": ")", "{": "}", "[": "]"}
+    depth = 0
+    for k in range(open_index, len(text)):
+        if text[k] in pairs:
+            depth += 1
+        elif text[k] in pairs.values():
+            depth -= 1
+            if depth == 0:
+                return k
+    return len(text)
+
+
+# ---- -resume: what changing --methods reruns --------------------------------------------------------------
+
+def check_graph_ignores_methods(root: Path) -> list[str]:
+    """GRAPH's inputs do not depend on --methods: its call takes nothing derived from the method list,
+    and neither its script nor its ext.args read params.methods. So under -resume a new --methods reuses
+    GRAPH (and every imputation still asked for)."""
+    problems = []
+    sources, _ = workflow_dag(root)
+    for source in sorted(sources.get("GRAPH", set()) & {"INPUT_CHECK", "TAKE"}):
+        problems.append(f"GRAPH takes input from {source} (the method list): changing --methods would rerun it")
+    graph = processes(root).get("GRAPH")
+    if graph is not None:
+        if re.search(r"params\.methods|\bmethods\b", mask_groovy(graph.parts.get("input", "")) +
+                     graph.parts.get("script", "")):
+            problems.append("GRAPH: its inputs or script name the methods")
+        if "--methods" in ext_args_options(root, "GRAPH") or any(
+                "params.methods" in block for _, block in withname_blocks(
+                    (root / "conf" / "modules.config").read_text(), "GRAPH")):
+            problems.append("GRAPH: conf/modules.config gives it the methods")
     return problems
 
 
@@ -626,9 +822,9 @@ def check_dag(root: Path) -> list[str]:
             if order[source] >= order[step]:
                 problems.append(f"{source} -> {step} runs against the DAG order")
     for step, conditions in sorted(called.items()):
-        benchmark = any(re.fullmatch(r"params\.benchmark", c) for c in conditions)
+        benchmark = any(re.fullmatch(BENCHMARK_FLAG, c) for c in conditions)
         if step in BENCHMARK_ONLY and not benchmark:
-            problems.append(f"{step} must run only under `if (params.benchmark)`")
+            problems.append(f"{step} must run only under `if ({BENCHMARK_FLAG})`")
         if step not in BENCHMARK_ONLY and conditions:
             problems.append(f"{step} runs only under {' and '.join(conditions)}; it must always run")
     return problems
@@ -666,8 +862,14 @@ def check_module_conventions(root: Path) -> list[str]:
             problems.append(f"{name} ({where}): does not emit versions.yml as 'versions'")
         if "stub" not in process.parts:
             problems.append(f"{name} ({where}): no stub: block")
-        if ("process_gpu" in process.labels) != (name == "IMPUTE"):
-            problems.append(f"{name} ({where}): only IMPUTE carries the process_gpu label")
+        if ("process_gpu" in process.labels) != (name == GPU_PROCESS):
+            problems.append(f"{name} ({where}): only {GPU_PROCESS} carries the process_gpu label")
+        for program, options, _ in script_commands(process):
+            if program.startswith("graphimpute_") and not re.search(r"--threads \$\{task\.cpus\}",
+                                                                    _command_text(process, program)):
+                problems.append(f"{name} ({where}): {program} is not given --threads ${{task.cpus}}")
+        if re.search(r"^\s*container\s", directives, re.M):
+            problems.append(f"{name} ({where}): declares a container; the images are named in conf/base.config")
         meta_yml_path = process.path.parent / "meta.yml"
         if not meta_yml_path.is_file():
             problems.append(f"{name}: no {meta_yml_path.relative_to(root)}")
@@ -680,52 +882,134 @@ def check_module_conventions(root: Path) -> list[str]:
     return problems
 
 
+def _command_text(process: Process, program: str) -> str:
+    """The text of the first call of ``program`` in a process script, continuation lines joined."""
+    shell = process.parts.get("script", "").replace("\\\\\n", " ")
+    m = re.search(rf"^\s*{re.escape(program)}\b.*$", shell, re.M)
+    return m.group(0) if m else ""
+
+
+# An accelerator request, a container engine's GPU option, a CUDA device or a device assignment.
+GPU_OPTIONS = re.compile(r"--gpus\b|--nv\b|nvidia\.com/gpu|\baccelerator\s*=|--device['\"]?\s*['\"]?cuda"
+                         r"|CUDA_VISIBLE_DEVICES\s*=")
+
+
 def check_gpu_scoping(root: Path) -> list[str]:
-    """GPU settings live in the process_gpu label only, switched by params.use_gpu: nothing global."""
+    """GPU settings live in the process_gpu label only, switched by params.use_gpu; modules read
+    task.accelerator; nothing outside the label asks for a GPU, gets GPU options or the CUDA image."""
     problems = []
     base = (root / "conf" / "base.config").read_text()
-    masked, readable = mask_groovy(base), mask_groovy(base, keep_strings=True)
-    m = re.search(r"withLabel:\s*['\"]?process_gpu['\"]?\s*\{", readable)
-    if m is None:
+    block = label_block(base, "process_gpu")
+    if block is None:
         return ["conf/base.config: no withLabel 'process_gpu' block"]
-    block = base[m.end(): matching_brace(masked, m.end() - 1)]
-    if not re.search(r"accelerator\s*=\s*\{\s*params\.use_gpu\s*\?\s*1\s*:\s*null\s*\}", block):
-        problems.append("process_gpu: accelerator must be { params.use_gpu ? 1 : null }")
-    if not re.search(r"ext\.use_gpu\s*=\s*\{\s*params\.use_gpu\s*\}", block):
-        problems.append("process_gpu: ext.use_gpu must follow params.use_gpu")
+    if not re.search(r"accelerator\s*=\s*\{\s*params\.use_gpu\.toString\(\)\.toBoolean\(\)\s*\?\s*1\s*:\s*null\s*\}",
+                     block):
+        problems.append("process_gpu: accelerator must be { params.use_gpu.toString().toBoolean() ? 1 : null } "
+                        "(one device per task, only when asked for; the flag may arrive as text)")
     options = re.search(r"containerOptions\s*=\s*\{(.*)\}", block, re.S)
     body = options.group(1) if options else ""
     if not (re.search(r"'docker'.*?'--gpus all'", body, re.S) and re.search(r"'singularity'.*?'--nv'", body, re.S)
-            and "'apptainer'" in body and "params.use_gpu" in body):
+            and "'apptainer'" in body and re.search(r"task\.accelerator\s*==\s*null", body)):
         problems.append("process_gpu: containerOptions must give --gpus all (docker) and --nv "
-                        "(singularity, apptainer) when params.use_gpu is set")
+                        "(singularity, apptainer) to tasks with an accelerator, and nothing to others")
+    # nothing GPU-related anywhere else in the configs (strings kept: options are strings)
     for path in config_files(root):
-        text = mask_groovy(path.read_text(), keep_strings=True)
-        if re.search(r"runOptions\s*=.*(--gpus|--nv)", text):
-            problems.append(f"{path.relative_to(root)}: GPU options in a global runOptions reach every process")
-    gpu_profile = re.search(r"(?m)^\s*gpu\s*\{([^}]*)\}", mask_groovy((root / "nextflow.config").read_text(),
-                                                                       keep_strings=True))
-    if not gpu_profile or not re.search(r"params\.use_gpu\s*=\s*true", gpu_profile.group(1)):
+        text = path.read_text()
+        if path.name == "base.config":
+            start = text.index(block)
+            text = text[:start] + "\n" * block.count("\n") + text[start + len(block):]
+        for k, line in enumerate(mask_groovy(text, keep_strings=True).splitlines(), 1):
+            if GPU_OPTIONS.search(line) and "envWhitelist" not in line:
+                problems.append(f"{path.relative_to(root)}:{k}: GPU options outside the process_gpu label "
+                                f"reach every process: {line.strip()}")
+    profile = re.search(r"(?m)^\s*gpu\s*\{([^}]*)\}", mask_groovy((root / "nextflow.config").read_text(),
+                                                                  keep_strings=True))
+    if not profile or not re.search(r"params\.use_gpu\s*=\s*true", profile.group(1)):
         problems.append("nextflow.config: the gpu profile must set params.use_gpu = true")
-    impute = processes(root).get("IMPUTE")
-    if impute and "process_gpu" not in impute.labels:
-        problems.append("IMPUTE: no process_gpu label, so it never gets a GPU")
-    if impute and "task.ext.use_gpu ? params.container_gpu : params.container" not in impute.parts["directives"]:
-        problems.append("IMPUTE: the container must be params.container_gpu when task.ext.use_gpu")
+    # the image: CUDA only for tasks with an accelerator (conf/base.config's process.container)
+    image = re.search(r"(?m)^    container\s*=\s*\{(.*?)\n    \}", base, re.S)
+    if not image or not re.search(r"task\.accelerator\s*!=\s*null", image.group(1)) \
+            or "-cuda" not in image.group(1) or "params.container_gpu" not in image.group(1):
+        problems.append("conf/base.config: process.container must pick the CUDA image (<tag>-cuda, "
+                        "--container_gpu) for tasks with an accelerator only")
+    for name, process in processes(root).items():
+        where = process.path.relative_to(root)
+        gpu = "process_gpu" in process.labels
+        code = mask_groovy(process.body, keep_strings=True)
+        if re.search(r"^\s*(accelerator|containerOptions)\b", process.parts["directives"], re.M):
+            problems.append(f"{name} ({where}): sets accelerator or containerOptions itself; the process_gpu "
+                            "label does (conf/base.config)")
+        if not gpu and re.search(r"cuda", code):
+            problems.append(f"{name} ({where}): asks for CUDA without the process_gpu label")
+        if gpu and "task.accelerator ? 'cuda' : 'cpu'" not in process.parts.get("script", ""):
+            problems.append(f"{name} ({where}): must train on cuda exactly when the task has an accelerator "
+                            "(def device = task.accelerator ? 'cuda' : 'cpu')")
+    return problems
+
+
+def check_gpu_routing(root: Path) -> list[str]:
+    """Only methods that train reach the GPU label: the workflow sends items whose meta.trains is true
+    to IMPUTE_TRAIN (process_gpu) and the rest to IMPUTE, and meta.trains is the registry's Method.trains
+    as `graphimpute check-samplesheet --write-methods` writes it (the `trains` column)."""
+    problems = []
+    body = blocks((root / "workflows" / "graphimpute.nf").read_text(), "workflow")["GRAPHIMPUTE"]
+    main = mask_groovy(sections(body)["main"], keep_strings=True)
+    branch = re.search(r"\.branch\s*\{\s*(\w+)\s*,\s*\w+\s*->\s*(\w+)\s*:\s*(.+?)\n\s*(\w+)\s*:\s*true\s*\}",
+                       main, re.S)
+    if branch is None:
+        return ["workflows/graphimpute.nf: the imputations are not split with .branch { meta, h5ad -> "
+                "<train>: meta.trains; <other>: true }"]
+    meta, train, criterion, other = branch.groups()
+    if criterion.strip() != f"{meta}.trains":
+        problems.append(f"workflows/graphimpute.nf: the GPU branch is chosen by {criterion.strip()!r}, not "
+                        f"{meta}.trains (the registry's Method.trains)")
+    sources, _ = workflow_dag(root)
+    calls = {name: re.search(rf"(?m)^\s*{name}\s*\((.*?)\)\s*$", main) for name in IMPUTE_STEPS}
+    if calls[GPU_PROCESS] is None or not re.search(rf"\.{train}\b", calls[GPU_PROCESS].group(1)):
+        problems.append(f"workflows/graphimpute.nf: {GPU_PROCESS} is not called with the '{train}' branch")
+    if calls["IMPUTE"] is None or not re.search(rf"\.{other}\b", calls["IMPUTE"].group(1)):
+        problems.append(f"workflows/graphimpute.nf: IMPUTE is not called with the '{other}' branch")
+    gpu = [name for name, process in processes(root).items() if "process_gpu" in process.labels]
+    if gpu != [GPU_PROCESS]:
+        problems.append(f"process_gpu is carried by {', '.join(gpu) or 'no process'}, not only {GPU_PROCESS}")
+    check = (root / "subworkflows" / "local" / "input_check" / "main.nf").read_text()
+    if not re.search(r"trains:\s*row\.trains\s*==\s*'true'", check):
+        problems.append("subworkflows/local/input_check/main.nf: trains is not read from the `trains` column "
+                        "that check-samplesheet --write-methods writes")
+    if "--write-methods" not in processes(root)["SAMPLESHEET_CHECK"].parts.get("script", ""):
+        problems.append("SAMPLESHEET_CHECK: does not write the methods with --write-methods")
+    return problems
+
+
+def check_impute_twins(root: Path) -> list[str]:
+    """IMPUTE and IMPUTE_TRAIN run the same script: inputs, outputs, script and stub equal but for the
+    device (cpu; task.accelerator ? 'cuda' : 'cpu') and the GPU label."""
+    found = processes(root)
+    if not all(name in found for name in IMPUTE_STEPS):
+        return [f"{name}: no such process" for name in IMPUTE_STEPS if name not in found]
+    one, two = (found[name] for name in IMPUTE_STEPS)
+    problems = []
+    for part in ("input", "output", "when", "script", "stub"):
+        a, b = one.parts.get(part, ""), two.parts.get(part, "")
+        b = b.replace("def device = task.accelerator ? 'cuda' : 'cpu'", "def device = 'cpu'")
+        if a != b:
+            problems.append(f"IMPUTE and IMPUTE_TRAIN differ in their {part}: keep the two modules the same "
+                            "but for the device")
+    if one.labels | {"process_gpu"} != two.labels:
+        problems.append("IMPUTE_TRAIN must carry IMPUTE's labels plus process_gpu")
     return problems
 
 
 def check_publish_layout(root: Path) -> list[str]:
     """Each step publishes to the folder `graphimpute run` writes it to."""
     text = (root / "conf" / "modules.config").read_text()
-    masked, readable = mask_groovy(text), mask_groovy(text, keep_strings=True)
     problems = []
     for name, folder in PUBLISH_LAYOUT.items():
-        m = re.search(rf"withName:\s*['\"]?{name}['\"]?\s*\{{", readable)
-        if m is None:
+        found = withname_blocks(text, name)
+        if not found:
             problems.append(f"conf/modules.config: no withName '{name}' block")
             continue
-        block = text[m.end(): matching_brace(masked, m.end() - 1)]
+        block = found[0][1]
         if f'"${{params.outdir}}/{folder}"' not in block:
             problems.append(f"conf/modules.config: {name} does not publish to ${{params.outdir}}/{folder}")
     return problems
@@ -770,3 +1054,216 @@ def run_groovy_functions(root: Path, nf_file: str, driver: str) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"Groovy failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---- Nextflow's strict parser: `nextflow lint`, or nf-lang built offline (../shared/tools/nflint) ----------
+
+REPO = Path(__file__).resolve().parents[1]
+# Warnings the strict parser may give that are kept on purpose, each with its reason (none today).
+LINT_WARNINGS_KEPT: dict[str, str] = {}
+
+
+def nflint_path() -> Path:
+    return Path(os.environ.get("GRAPHIMPUTE_NFLINT", REPO.parent / "shared" / "tools" / "nflint" / "nflint"))
+
+
+def linter() -> str | None:
+    """'nextflow' when Nextflow is on PATH (its own `nextflow lint`), else 'nflint' when
+    ../shared/tools/nflint and Java are there, else None."""
+    if shutil.which("nextflow"):
+        return "nextflow"
+    if nflint_path().is_file() and shutil.which("java"):
+        return "nflint"
+    return None
+
+
+def lint_unavailable() -> str | None:
+    if linter() is None:
+        return (f"neither `nextflow` on PATH nor Java and {nflint_path()} (the strict parser built offline): "
+                "the strict-syntax check cannot run here")
+    return None
+
+
+@dataclass
+class LintMessage:
+    file: str
+    line: int
+    column: int
+    message: str
+    warning: bool
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {'warning: ' if self.warning else ''}{self.message}"
+
+
+def lint(root: Path) -> list[LintMessage]:
+    """Every error and warning of Nextflow's strict parser on the pipeline at ``root`` (paths relative
+    to it): `nextflow lint -o json` where Nextflow is installed, else nflint (the same parser and
+    checks, built offline from Nextflow's nf-lang)."""
+    tool = linter()
+    if tool == "nextflow":
+        done = subprocess.run(["nextflow", "lint", "-o", "json", "."], cwd=root, capture_output=True, text=True,
+                              timeout=600)
+        start = done.stdout.find("{")
+        if start < 0:
+            raise RuntimeError(f"nextflow lint printed no JSON (exit {done.returncode}): {done.stderr[-2000:]}")
+        report = json.loads(done.stdout[start:])
+        return [LintMessage(str(Path(item["filename"]).resolve().relative_to(root.resolve()))
+                            if Path(item["filename"]).is_absolute() else item["filename"],
+                            item["startLine"], item["startColumn"], item["message"], warning)
+                for key, warning in (("errors", False), ("warnings", True)) for item in report.get(key, [])]
+    if tool == "nflint":
+        done = subprocess.run([str(nflint_path()), str(root)], capture_output=True, text=True, timeout=600)
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"nflint failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        found = []
+        for line in done.stdout.splitlines():
+            m = re.match(r"^(.+?):(\d+):(\d+): (warning: )?(.*)$", line)
+            if m:
+                found.append(LintMessage(m.group(1), int(m.group(2)), int(m.group(3)), m.group(5), bool(m.group(4))))
+        if done.returncode == 1 and not any(not message.warning for message in found):
+            raise RuntimeError(f"nflint reported errors it did not list: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+        return found
+    raise RuntimeError(lint_unavailable())
+
+
+# ---- software environments: every registered method's packages in both images and the conda env -----------
+
+# conda-forge/bioconda names of the pip distributions whose conda package is named otherwise
+CONDA_NAMES = {"torch": {"pytorch", "pytorch-cpu", "pytorch-gpu"}, "torch-geometric": {"pytorch-geometric"},
+               "igraph": {"python-igraph"}}
+
+
+def _dist(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _spec_name(spec: str) -> str:
+    spec = spec.strip().strip("'\"").split("::")[-1]
+    return _dist(re.split(r"[<>=!~\[ ;]", spec, maxsplit=1)[0])
+
+
+def requirement_names(path: Path) -> set[str]:
+    """Distribution names in a pip requirements file."""
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            names.add(_spec_name(line))
+    return names
+
+
+def conda_environment(root: Path) -> tuple[set[str], set[str]]:
+    """(conda packages, pip packages) of containers/environment.yml (read by hand: no YAML dependency)."""
+    conda, pip, in_pip, in_dependencies = set(), set(), False, False
+    for line in (root / "containers" / "environment.yml").read_text().splitlines():
+        text = line.split("#")[0].rstrip()
+        if re.match(r"^\S", text):  # a top-level key: name, channels, dependencies
+            in_dependencies = text.startswith("dependencies:")
+            continue
+        item = re.match(r"^(\s*)-\s+(.+)$", text)
+        if not in_dependencies:
+            continue
+        if not item:
+            in_pip = in_pip and bool(text.strip()) and not re.match(r"^\S", text)
+            continue
+        indent, value = len(item.group(1)), item.group(2).strip()
+        if value == "pip:":
+            in_pip, pip_indent = True, indent
+            continue
+        if in_pip and indent > pip_indent:
+            pip.add(_spec_name(value))
+        else:
+            in_pip = False
+            if re.match(r"^[A-Za-z0-9]", value):
+                conda.add(_spec_name(value.replace("=", "==", 1) if "==" not in value else value))
+    return conda, pip
+
+
+def dockerfile_installs(root: Path, name: str) -> tuple[set[str], list[str]]:
+    """(distribution names, notes) that a Dockerfile installs: pip specs and -r files, and the conda
+    environment file when it builds one (micromamba/conda/mamba ... -f containers/environment.yml)."""
+    text = re.sub(r"\\\n", " ", (root / "containers" / name).read_text())
+    names, notes = set(), []
+    for line in text.splitlines():
+        if not line.startswith("RUN"):
+            continue
+        for command in re.split(r"&&|;", line[3:]):
+            words = command.split()
+            if re.search(r"\b(micromamba|mamba|conda)\b.*(-f|--file)\s+\S*environment\.yml", command):
+                conda, pip = conda_environment(root)
+                names |= conda | pip
+                notes.append("environment.yml")
+            if "pip" in words and "install" in words:
+                rest = words[words.index("install") + 1:]
+                k = 0
+                while k < len(rest):
+                    word = rest[k]
+                    if word in ("-r", "--requirement"):
+                        path = root / Path(rest[k + 1]).name
+                        names |= requirement_names(path)
+                        notes.append(f"{path.name}{' (--no-deps)' if '--no-deps' in rest else ''}")
+                        k += 2
+                        continue
+                    if word.startswith("-"):
+                        k += 2 if word in ("--index-url", "--extra-index-url", "--find-links", "-f", "-i") else 1
+                        continue
+                    if not word.startswith(("/", ".")) and "$" not in word and "{" not in word:
+                        names.add(_spec_name(word))
+                    k += 1
+    return names, notes
+
+
+def _installed_by(names: set[str], dist: str, conda: bool) -> bool:
+    return dist in names or (conda and bool(CONDA_NAMES.get(dist, set()) & names))
+
+
+def check_environments(root: Path, registry: dict | None = None) -> list[str]:
+    """Every registered method runs in the CPU image, the CUDA image and the conda environment: the core
+    dependencies (pyproject.toml) and each method's optional packages (Method.requires, import names,
+    mapped to their distributions through the packages installed here) are installed by all three.
+    The MAGIC stack goes in without dependency resolution (requirements-baselines.txt says why); the CPU
+    image and the conda environment have the CPU build of PyTorch, the CUDA image the CUDA build."""
+    import importlib.metadata as metadata
+    import tomllib
+
+    from graphimpute import methods
+
+    registry = methods.available() if registry is None else registry
+    conda, pip = conda_environment(root)
+    envs = {"containers/environment.yml": (conda | pip, True)}
+    for name in ("Dockerfile", "Dockerfile.cuda"):
+        installed, _ = dockerfile_installs(root, name)
+        envs[f"containers/{name}"] = (installed, name == "Dockerfile" and "environment.yml" in
+                                      dockerfile_installs(root, name)[1])
+    core = {_spec_name(spec) for spec in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]}
+    problems = []
+    for where, (installed, from_conda) in envs.items():
+        for dist in sorted(core):
+            if not _installed_by(installed, dist, from_conda):
+                problems.append(f"{where}: does not install {dist} (a core dependency in pyproject.toml)")
+    providers = metadata.packages_distributions()
+    for name, method in sorted(registry.items()):
+        for package in method.requires:
+            dists = providers.get(package)
+            if not dists:
+                problems.append(f"method {name} requires {package!r}, which is not installed here, so its "
+                                "distribution is unknown: install it (see its install_hint) to check the images")
+                continue
+            for where, (installed, from_conda) in envs.items():
+                if not any(_installed_by(installed, _dist(d), from_conda) for d in dists):
+                    problems.append(f"{where}: does not install {dists[0]} ({package}), which method {name} "
+                                    "needs")
+    def instructions(name: str) -> str:  # comments dropped, continued lines joined
+        text = "\n".join(line for line in (root / "containers" / name).read_text().splitlines()
+                         if not line.lstrip().startswith("#"))
+        return re.sub(r"\\\n", " ", text)
+
+    cuda_text = instructions("Dockerfile.cuda")
+    if not re.search(r"pip install[^\n]*--no-deps[^\n]*requirements-baselines\.txt", cuda_text):
+        problems.append("containers/Dockerfile.cuda: requirements-baselines.txt must be installed with --no-deps")
+    cpu_text = instructions("Dockerfile")
+    if re.search(r"pip install[^\n&;]*\btorch\b", cpu_text) or "pytorch-cpu" not in conda:
+        problems.append("containers/Dockerfile: PyTorch must come from the conda environment's pytorch-cpu "
+                        "(a pip install of torch pulls the CUDA build)")
+    return problems

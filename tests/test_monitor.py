@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from graphimpute.errors import ResourceError
-from graphimpute.monitor import PeakMemory, require_memory, rss_mb
+from graphimpute.errors import GraphImputeError, NotEnoughMemoryError, ResourceError
+from graphimpute.monitor import PeakMemory, memory_budget, require_memory, rss_mb
 
 
 def test_peak_memory_sees_a_transient_allocation():
@@ -31,8 +31,32 @@ def test_require_memory_refuses_more_than_is_free(monkeypatch):
 
     monkeypatch.setattr(monitor, "available_mb", lambda device=None: 1024.0)
     monitor.require_memory(0.5, what="x", advice="y")  # no limit given: only what is free counts
-    with pytest.raises(ResourceError, match=r"needs about 2\.0 GB, more than the 1\.0 GB free on this machine; use fewer"):
+    with pytest.raises(NotEnoughMemoryError, match=r"needs about 2\.0 GB, more than the 1\.0 GB free on this machine; use fewer"):
         monitor.require_memory(2.0, limit_gb=8.0, what="training", advice="use fewer genes")
+
+
+def test_a_method_limit_is_not_a_memory_shortage():
+    """Over a method's own limit, more memory would not help: a plain ResourceError (not retried)."""
+    with pytest.raises(ResourceError) as refusal:
+        require_memory(3.5, limit_gb=2.0, what="training", advice="raise max_memory_gb")
+    assert not isinstance(refusal.value, NotEnoughMemoryError)
+
+
+def test_the_task_memory_replaces_the_machines_free_memory(monkeypatch):
+    """A scheduler's allocation (--memory-gb) is what a task may use, whatever the node has free."""
+    from graphimpute import monitor
+
+    monkeypatch.setattr(monitor, "available_mb", lambda device=None: 1024.0)  # a busy node: 1 GB free
+    with memory_budget(8.0):
+        monitor.require_memory(2.0, what="x", advice="y")  # fits the task's 8 GB
+        with pytest.raises(NotEnoughMemoryError, match=r"needs about 9\.0 GB, more than the 8\.0 GB this run was "
+                                                       r"given \(--memory-gb\); give it more memory .*, or use fewer"):
+            monitor.require_memory(9.0, what="training", advice="use fewer genes")
+    with pytest.raises(NotEnoughMemoryError, match="free on this machine"):  # the budget ends with the block
+        monitor.require_memory(2.0, what="x", advice="y")
+    with pytest.raises(GraphImputeError, match="positive"):
+        with memory_budget(0):
+            pass
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")

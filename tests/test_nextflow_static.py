@@ -2,7 +2,9 @@
 
 Each check runs on the repository (no problem expected) and on a temporary copy with one planted
 mistake (that mistake must be reported), so a check that silently stops checking fails here.
-The Groovy 4 parse needs Java and the jars from scripts/install_groovy_parser.sh; it skips without them.
+Nextflow's strict parser runs as `nextflow lint` where Nextflow is installed, else as nflint (the same
+parser built offline, ../shared/tools/nflint, needs Java); the Groovy 4 parse needs Java and the jars from
+scripts/install_groovy_parser.sh. Each skips only when its tools are missing.
 """
 
 from __future__ import annotations
@@ -52,15 +54,16 @@ def test_the_checks_see_every_pipeline_file():
     found = {str(p.relative_to(ROOT)) for p in checks.nf_files(ROOT)}
     assert {"main.nf", "workflows/graphimpute.nf", "subworkflows/local/input_check/main.nf",
             "modules/local/impute/main.nf"} <= found
-    assert len(found) == 13  # main, workflow, 3 subworkflows, 8 modules
+    assert len(found) == 14  # main, workflow, 3 subworkflows, 9 modules
     used = checks.used_params(ROOT)
-    assert "modules/local/impute/main.nf" in used["container_gpu"] and "workflows/graphimpute.nf" in used["benchmark"]
-    assert len(checks.nf_test_files(ROOT)) == 10
+    assert "conf/base.config" in used["container_gpu"] and "main.nf" in used["benchmark"]
+    assert len(checks.nf_test_files(ROOT)) == 11
 
 
 def test_every_step_process_is_checked():
     found = checks.processes(ROOT)
-    assert set(found) == {"SAMPLESHEET_CHECK", "QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE", "EVALUATE", "MULTIQC"}
+    assert set(found) == {"SAMPLESHEET_CHECK", "QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE", "IMPUTE_TRAIN", "EVALUATE",
+                          "MULTIQC"}
     for name, process in found.items():
         programs = [program for program, _, _ in checks.script_commands(process)]
         if name in checks.THIRD_PARTY:
@@ -162,8 +165,8 @@ def test_includes_resolve_and_emits_exist():
 
 def test_include_and_emit_check_catches_planted_mistakes(copy):
     plant(copy, "workflows/graphimpute.nf", "NORMALISE(QC.out.h5ad)", "NORMALISE(QC.out.anndata)")
-    plant(copy, "workflows/graphimpute.nf", "include { MASK        } from '../modules/local/mask'",
-          "include { MASK        } from '../modules/local/masking'")
+    plant(copy, "workflows/graphimpute.nf", "include { MASK         } from '../modules/local/mask'",
+          "include { MASK         } from '../modules/local/masking'")
     plant(copy, "main.nf", "include { GRAPHIMPUTE             }", "include { GRAPH_IMPUTE            }")
     problems = checks.check_includes_and_emits(copy)
     assert any("QC.out.anndata: QC emits" in p for p in problems)
@@ -177,12 +180,11 @@ def test_calls_pass_every_declared_input():
 
 def test_arity_check_catches_planted_mistakes(copy):
     plant(copy, "main.nf", "PIPELINE_COMPLETION()", "PIPELINE_COMPLETION(GRAPHIMPUTE.out.multiqc_report)")
-    plant(copy, "workflows/graphimpute.nf", "GRAPH(ch_graph_input, ch_methods.collect().map { names -> names.join(',') })",
-          "GRAPH(ch_graph_input)")
+    plant(copy, "workflows/graphimpute.nf", "GRAPH(ch_graph_input)", "GRAPH(ch_graph_input, ch_methods)")
     plant(copy, "modules/local/evaluate/main.nf", "    input:\n", "    input:\n    val labels\n")
     problems = [re.sub(r":\d+:", ":", problem) for problem in checks.check_call_arity(copy)]  # lines vary
     assert problems == ["main.nf: PIPELINE_COMPLETION is called with 1 argument(s), it takes 0",
-                        "workflows/graphimpute.nf: GRAPH is called with 1 argument(s), it takes 2",
+                        "workflows/graphimpute.nf: GRAPH is called with 2 argument(s), it takes 1",
                         "workflows/graphimpute.nf: EVALUATE is called with 1 argument(s), it takes 2"], problems
 
 
@@ -192,15 +194,19 @@ def test_dag_is_qc_normalise_mask_graph_impute_evaluate_multiqc():
     assert checks.check_dag(ROOT) == []
     sources, conditions = checks.workflow_dag(ROOT)
     assert sources["GRAPH"] >= {"NORMALISE", "MASK"} and "QC" not in sources["GRAPH"]
-    assert sources["EVALUATE"] == {"IMPUTE", "MASK"}
-    assert conditions["MASK"] == conditions["EVALUATE"] == ("params.benchmark",)
+    assert sources["EVALUATE"] == {"IMPUTE", "IMPUTE_TRAIN", "MASK", "INPUT_CHECK"}  # INPUT_CHECK: how many methods
+    assert sources["IMPUTE"] == sources["IMPUTE_TRAIN"] == {"GRAPH", "INPUT_CHECK", "TAKE"}
+    assert conditions["MASK"] == conditions["EVALUATE"] == ("benchmark",)
 
 
 @pytest.mark.parametrize("old, new, expected", [
-    ("GRAPH(ch_graph_input,", "GRAPH(QC.out.h5ad,", "GRAPH takes input from QC"),
-    ("IMPUTE(ch_impute_input)", "IMPUTE(ch_impute_input.mix(EVALUATE.out.tsv))", "IMPUTE takes input from EVALUATE"),
+    ("GRAPH(ch_graph_input)", "GRAPH(QC.out.h5ad)", "GRAPH takes input from QC"),
+    ("IMPUTE(ch_impute_input.other)", "IMPUTE(ch_impute_input.other.mix(EVALUATE.out.tsv))",
+     "IMPUTE takes input from EVALUATE"),
     ("        MASK(NORMALISE.out.h5ad)\n", "", "MASK is not called"),
-    ("    if (params.benchmark) {\n        MASK(", "    if (true) {\n        MASK(", "MASK must run only under"),
+    ("    if (benchmark) {\n        MASK(", "    if (true) {\n        MASK(", "MASK must run only under"),
+    ("GRAPH(ch_graph_input)", "GRAPH(ch_graph_input.combine(ch_methods_spec).map { meta, h5ad, _m -> [meta, h5ad] })",
+     "GRAPH takes input from TAKE"),
     ("        ch_graph_input   = MASK.out.h5ad\n", "", "GRAPH does not take input from MASK"),
 ])
 def test_dag_check_catches_planted_mistakes(copy, old, new, expected):
@@ -209,24 +215,67 @@ def test_dag_check_catches_planted_mistakes(copy, old, new, expected):
     assert any(problem.startswith(expected) for problem in problems), problems
 
 
-# ---- the GPU label ----------------------------------------------------------------------------------
+# ---- the GPU label: only the methods that train, one GPU each -------------------------------------------
 
 def test_gpu_options_are_scoped_to_the_gpu_label():
     assert checks.check_gpu_scoping(ROOT) == []
 
 
 @pytest.mark.parametrize("relative, old, new, expected", [
-    ("conf/base.config", "accelerator      = { params.use_gpu ? 1 : null }", "accelerator      = 1",
-     "process_gpu: accelerator must be"),
+    ("conf/base.config", "accelerator      = { params.use_gpu.toString().toBoolean() ? 1 : null }",
+     "accelerator      = 1", "process_gpu: accelerator must be"),
     ("nextflow.config", "docker.runOptions       = '-u $(id -u):$(id -g)'",
-     "docker.runOptions       = '-u $(id -u):$(id -g) --gpus all'", "nextflow.config: GPU options in a global runOptions"),
+     "docker.runOptions       = '-u $(id -u):$(id -g) --gpus all'", "nextflow.config:"),
+    ("conf/base.config", "    maxErrors     = '-1'\n", "    maxErrors     = '-1'\n    accelerator   = 1\n",
+     "conf/base.config:"),
+    ("conf/modules.config", '"--seed ${params.seed}" }\n        publishDir = [\n            [path: { "${params.outdir}/impute" }',
+     '"--seed ${params.seed} --device cuda" }\n        publishDir = [\n            [path: { "${params.outdir}/impute" }',
+     "conf/modules.config:"),
     ("conf/base.config", "return '--nv'", "return ''", "process_gpu: containerOptions must give"),
-    ("modules/local/impute/main.nf", "task.ext.use_gpu ? params.container_gpu : params.container", "params.container",
-     "IMPUTE: the container must be"),
+    ("conf/base.config", "def gpu = task.accelerator != null", "def gpu = params.use_gpu",
+     "conf/base.config: process.container must pick the CUDA image"),
+    ("modules/local/impute/main.nf", "def device = 'cpu'", "def device = 'cuda'",
+     "IMPUTE (modules/local/impute/main.nf): asks for CUDA without the process_gpu label"),
+    ("modules/local/impute_train/main.nf", "def device = task.accelerator ? 'cuda' : 'cpu'", "def device = 'cuda'",
+     "IMPUTE_TRAIN (modules/local/impute_train/main.nf): must train on cuda exactly when"),
+    ("modules/local/graph/main.nf", "    label 'process_medium'\n", "    label 'process_medium'\n    accelerator 1\n",
+     "GRAPH (modules/local/graph/main.nf): sets accelerator or containerOptions itself"),
 ])
 def test_gpu_check_catches_planted_mistakes(copy, relative, old, new, expected):
     plant(copy, relative, old, new)
     assert any(p.startswith(expected) for p in checks.check_gpu_scoping(copy)), checks.check_gpu_scoping(copy)
+
+
+def test_only_methods_that_train_reach_the_gpu_label():
+    """The workflow sends meta.trains items to IMPUTE_TRAIN (the only process_gpu process) and the rest to
+    IMPUTE; meta.trains is the `trains` column check-samplesheet writes from the registry (whose values
+    tests/test_samplesheet.py holds against Method.trains)."""
+    from graphimpute import methods
+
+    assert checks.check_gpu_routing(ROOT) == []
+    assert checks.check_impute_twins(ROOT) == []
+    assert {name for name, m in methods.available().items() if m.trains}  # some train, some do not
+    assert {name for name, m in methods.available().items() if not m.trains}
+
+
+@pytest.mark.parametrize("relative, old, new, expected", [
+    ("workflows/graphimpute.nf", "train: meta.trains", "train: true", "workflows/graphimpute.nf: the GPU branch is chosen by"),
+    ("workflows/graphimpute.nf", "IMPUTE_TRAIN(ch_impute_input.train)", "IMPUTE_TRAIN(ch_impute_input.other)",
+     "workflows/graphimpute.nf: IMPUTE_TRAIN is not called with the 'train' branch"),
+    ("modules/local/impute/main.nf", "    label 'process_medium'\n", "    label 'process_medium'\n    label 'process_gpu'\n",
+     "process_gpu is carried by IMPUTE, IMPUTE_TRAIN"),
+    ("subworkflows/local/input_check/main.nf", "trains: row.trains == 'true'", "trains: true",
+     "subworkflows/local/input_check/main.nf: trains is not read"),
+])
+def test_gpu_routing_check_catches_planted_mistakes(copy, relative, old, new, expected):
+    plant(copy, relative, old, new)
+    assert any(p.startswith(expected) for p in checks.check_gpu_routing(copy)), checks.check_gpu_routing(copy)
+
+
+def test_impute_twins_check_catches_a_drifted_script(copy):
+    plant(copy, "modules/local/impute_train/main.nf", "        --quiet \\\\\n", "        --verbose \\\\\n")
+    assert checks.check_impute_twins(copy) == ["IMPUTE and IMPUTE_TRAIN differ in their script: keep the two "
+                                               "modules the same but for the device"]
 
 
 # ---- module conventions and layout ------------------------------------------------------------------
@@ -240,11 +289,17 @@ def test_module_convention_check_catches_planted_mistakes(copy):
     plant(copy, "modules/local/graph/main.nf", "task.ext.when == null || task.ext.when", "true")
     plant(copy, "modules/local/qc/main.nf", "label 'process_medium'", "label 'process_medium'\n    label 'process_gpu'")
     plant(copy, "modules/local/mask/meta.yml", "- truth:", "- truths:")
+    plant(copy, "modules/local/normalise/main.nf", "        --threads ${task.cpus} \\\\\n        --log-file", "        --log-file")
+    plant(copy, "modules/local/evaluate/main.nf", "    label 'process_medium'\n",
+          "    label 'process_medium'\n    container 'graphimpute:latest'\n")
     problems = checks.check_module_conventions(copy)
     assert any(p.startswith("QC (modules/local/qc/main.nf): no stub") for p in problems)
     assert any(p.startswith("GRAPH (modules/local/graph/main.nf): no `when:") for p in problems)
-    assert any("only IMPUTE carries the process_gpu label" in p for p in problems)
+    assert any("only IMPUTE_TRAIN carries the process_gpu label" in p for p in problems)
     assert "modules/local/mask/meta.yml: output 'truth' is not documented" in problems
+    assert "NORMALISE (modules/local/normalise/main.nf): graphimpute_normalise is not given --threads ${task.cpus}" \
+        in problems
+    assert any(p.startswith("EVALUATE (modules/local/evaluate/main.nf): declares a container") for p in problems)
 
 
 def test_steps_publish_where_graphimpute_run_writes():
@@ -252,8 +307,8 @@ def test_steps_publish_where_graphimpute_run_writes():
     # file names as `graphimpute run` writes them: <step>/<sample>.h5ad, impute/<sample>.<method>.h5ad,
     # mask/<sample>.truth.h5ad
     for name, process in checks.processes(ROOT).items():
-        if name in {"QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE"}:
-            default = '"${meta.id}.${meta.method}"' if name == "IMPUTE" else '"${meta.id}"'
+        if name in {"QC", "NORMALISE", "MASK", "GRAPH", "IMPUTE", "IMPUTE_TRAIN"}:
+            default = '"${meta.id}.${meta.method}"' if name in checks.IMPUTE_STEPS else '"${meta.id}"'
             assert f"prefix = task.ext.prefix ?: {default}" in process.parts["script"], name
             assert re.search(r'path\("\$\{prefix\}\.h5ad"\)\s*,\s*emit: h5ad', process.parts["output"]), name
     mask_outputs = checks.processes(ROOT)["MASK"].parts["output"]
@@ -276,6 +331,17 @@ def test_samplesheet_schema_matches_the_python_check():
     assert tuple(items["required"]) == samplesheet.REQUIRED
     assert set(items["properties"]["format"]["enum"]) == set(io.FORMATS) | {""}
     assert items["properties"]["sample"]["pattern"] == samplesheet.SAMPLE_NAME.pattern
+
+
+def test_method_params_examples_in_the_docs_fit_the_registry():
+    """docs/usage.md's --method_params examples would pass the first task's check."""
+    from graphimpute import methods
+
+    blocks_ = re.findall(r"```json\s*\n(.*?)```", (ROOT / "docs" / "usage.md").read_text(), re.S)
+    assert blocks_
+    for block in blocks_:
+        for name, params in json.loads(block).items():
+            methods.resolve_params(methods.get(name), params)
 
 
 def test_test_profile_method_params_fit_the_registry():
@@ -302,7 +368,7 @@ def test_every_nf_and_config_file_parses_as_groovy(copy):
     plant(copy, "conf/base.config", "maxRetries    = 2", "maxRetries    = (2")
     plant(copy, "modules/local/qc/tests/main.nf.test", "then {", "then {{")
     problems = checks.check_groovy_syntax(copy)
-    assert len(checks.nf_test_files(copy)) == 10  # eight modules, the pipeline, nf-test.config: all parsed
+    assert len(checks.nf_test_files(copy)) == 11  # nine modules, the pipeline, nf-test.config: all parsed
     failed = sorted({p.split(":")[0].removeprefix("ERROR ") for p in problems})
     assert failed == [str(copy / "conf/base.config"), str(copy / "modules/local/graph/main.nf"),
                       str(copy / "modules/local/qc/tests/main.nf.test")], problems
@@ -321,7 +387,8 @@ out.help = helpMessage(schema, true)
 out.help_one = helpMessage(schema, 'use_gpu')
 out.help_unknown = helpMessage(schema, 'gpus')
 def good = [input: '{ROOT / "assets" / "samplesheet_test.csv"}', outdir: 'results', methods: 'none,scvgae',
-            seed: 3, mask_fraction: 0.2, n_top_genes: 500, benchmark: true, help: false, nTopGenes: 500]
+            seed: 3, mask_fraction: 0.2, n_top_genes: 500, benchmark: true, help: false, nTopGenes: 500,
+            trace_report_suffix: '2026-12-03_10-00-00']
 validateParameters(schema, good)
 out.good = 'passed'
 def bad = good + [input: null, seed: 'three', mask_fraction: 1.5, n_top_genes: 'lots', benchmark: 'yes',
@@ -350,4 +417,207 @@ out.summary_mqc = summaryMultiqc(schema, good + [multiqc_title: '<b>&</b>'])
     assert out["method_params"] == json.loads(method_params.read_text())  # read as the file says
     assert "methods             : none,scvgae" in out["summary"] and "seed                : 3" in out["summary"]
     assert "outdir" in out["summary"] and "n_pcs" not in out["summary"]  # only what differs from the defaults
+    assert "trace_report_suffix" not in out["summary"]  # the start time, set on every run
     assert "<dd><samp>&lt;b&gt;&amp;&lt;/b&gt;</samp></dd>" in out["summary_mqc"]
+
+
+# ---- Nextflow's strict parser ---------------------------------------------------------------------------
+
+strict_parser = pytest.mark.skipif(checks.lint_unavailable() is not None, reason=str(checks.lint_unavailable()))
+
+
+@strict_parser
+def test_the_strict_parser_finds_no_error_and_no_unexplained_warning():
+    """`nextflow lint` (or nflint, the same parser built offline): what Nextflow >= 26.04 runs by default."""
+    messages = checks.lint(ROOT)
+    errors = [str(m) for m in messages if not m.warning]
+    warnings = [str(m) for m in messages if m.warning and m.message not in checks.LINT_WARNINGS_KEPT]
+    assert errors == [], "\n".join(errors)
+    assert warnings == [], "warnings without a reason in nextflow_checks.LINT_WARNINGS_KEPT:\n" + "\n".join(warnings)
+
+
+@strict_parser
+@pytest.mark.parametrize("relative, old, new, line_of", [
+    # a top-level variable in a config file: the legacy parser ran it, the strict parser refuses the file
+    ("nextflow.config", "\nmanifest {", "\ndef started = new java.util.Date()\nmanifest {", "def started"),
+    # a missing comma between the parts of a tuple input
+    ("modules/local/graph/main.nf", "tuple val(meta), path(h5ad, stageAs: 'input/*')",
+     "tuple val(meta) path(h5ad, stageAs: 'input/*')", "tuple val(meta) path("),
+])
+def test_the_strict_parser_reports_planted_errors(copy, relative, old, new, line_of):
+    plant(copy, relative, old, new)
+    line = next(k for k, text in enumerate((copy / relative).read_text().splitlines(), 1) if line_of in text)
+    errors = [m for m in checks.lint(copy) if not m.warning]
+    assert any(m.file == relative and m.line == line for m in errors), [str(m) for m in errors]
+
+
+# ---- emits, keys, and what -resume reruns ---------------------------------------------------------------
+
+def test_every_emit_is_used():
+    assert checks.check_emits_are_used(ROOT) == []
+
+
+@pytest.mark.parametrize("relative, old, new, expected", [
+    # MultiQC's version collected nowhere (the hole the issue found)
+    ("workflows/graphimpute.nf", "        .mix(MULTIQC.out.versions.map { path -> path.text.trim() })\n", "",
+     "MULTIQC.out.versions: emitted, but nothing consumes it"),
+    ("workflows/graphimpute.nf", "    ch_versions      = ch_versions.mix(EVALUATE.out.versions)\n", "",
+     "EVALUATE.out.versions: emitted, but nothing consumes it"),
+    ("conf/modules.config", "pattern: '*.{tsv,json}'", "pattern: '*.json'",
+     "EVALUATE.out.metrics: emitted, but nothing consumes it and nothing publishes it"),
+    ("subworkflows/local/input_check/main.nf", "    ch_samples = SAMPLESHEET_CHECK.out.csv\n",
+     "    ch_samples = SAMPLESHEET_CHECK.out.csv\n    ch_unused = SAMPLESHEET_CHECK.out.methods\n", None),
+])
+def test_emit_check_catches_planted_mistakes(copy, relative, old, new, expected):
+    plant(copy, relative, old, new)
+    problems = checks.check_emits_are_used(copy)
+    if expected is None:  # a consumer added: still fine
+        assert problems == []
+    else:
+        assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_group_and_join_is_keyed_by_the_sample():
+    assert checks.check_join_keys(ROOT) == []
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("groupKey(meta.id, n_methods)", "groupKey(meta, n_methods)", "groupTuple is keyed by 'groupKey(meta, n_methods)'"),
+    ("[meta.id, meta, truth]", "[meta, meta, truth]", "a join of key 'meta.id' with key 'meta'"),
+    ("[key.getGroupTarget(), imputed]", "[imputed, key]", "a join of key 'imputed' with key 'meta.id'"),
+])
+def test_key_check_catches_planted_mistakes(copy, old, new, expected):
+    plant(copy, "workflows/graphimpute.nf", old, new)
+    problems = checks.check_join_keys(copy)
+    assert any(expected in p for p in problems), problems
+
+
+def test_changing_methods_does_not_change_graphs_inputs():
+    """Under -resume a new --methods reruns only the new imputations and EVALUATE: GRAPH takes nothing
+    derived from the method list (a method's own graphs are built by its IMPUTE task from its input)."""
+    assert checks.check_graph_ignores_methods(ROOT) == []
+    graph = checks.processes(ROOT)["GRAPH"]
+    assert checks.script_commands(graph)[0][0] == "graphimpute_graph"
+    assert "--methods" not in checks.script_commands(graph)[0][1] | checks.ext_args_options(ROOT, "GRAPH")
+
+
+@pytest.mark.parametrize("relative, old, new, expected", [
+    ("workflows/graphimpute.nf", "GRAPH(ch_graph_input)",
+     "GRAPH(ch_graph_input.combine(ch_methods.count()).map { meta, h5ad, _n -> [meta, h5ad] })",
+     "GRAPH takes input from INPUT_CHECK"),
+    ("conf/modules.config", '"--n-pcs ${params.n_pcs}', '"--methods ${params.methods} --n-pcs ${params.n_pcs}',
+     "GRAPH: conf/modules.config gives it the methods"),
+])
+def test_graph_methods_check_catches_planted_mistakes(copy, relative, old, new, expected):
+    plant(copy, relative, old, new)
+    assert any(p.startswith(expected) for p in checks.check_graph_ignores_methods(copy))
+
+
+def test_impute_builds_a_methods_own_graph_from_its_input(tmp_path, bundled_path):
+    """What makes GRAPH independent of --methods: IMPUTE builds the graphs its method declares when the
+    GRAPH output lacks them (graphimpute graph without --methods builds only PCA and the kNN graph)."""
+    import anndata as ad
+
+    from graphimpute import methods, pipeline
+
+    pipeline.qc_step(bundled_path, tmp_path / "qc.h5ad")
+    pipeline.normalise_step(tmp_path / "qc.h5ad", tmp_path / "norm.h5ad", n_top_genes=200)
+    pipeline.graph_step(tmp_path / "norm.h5ad", tmp_path / "graph.h5ad", n_pcs=10)
+    own = methods.get("knn_average").graphs[0].key
+    assert own not in ad.read_h5ad(tmp_path / "graph.h5ad").obsp
+    pipeline.impute_step(tmp_path / "graph.h5ad", tmp_path / "out.h5ad", method="knn_average")
+    assert own in ad.read_h5ad(tmp_path / "out.h5ad").obsp
+
+
+# ---- software: every registered method in both images and the conda environment ---------------------------
+
+def test_every_method_is_installed_in_both_images_and_the_conda_environment():
+    """Derived from the registry: a method added with a new package fails here until the images and the
+    conda environment install it."""
+    assert checks.check_environments(ROOT) == []
+
+
+def test_environment_check_catches_planted_mistakes(copy):
+    for name in ("containers/environment.yml", "containers/Dockerfile", "containers/Dockerfile.cuda",
+                 "pyproject.toml", "requirements.txt", "requirements-baselines.txt"):
+        (copy / name).parent.mkdir(exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    plant(copy, "containers/environment.yml", "      - halra==0.1.0\n", "")
+    plant(copy, "containers/Dockerfile.cuda", "pip install --no-deps -r", "pip install -r")
+    problems = checks.check_environments(copy)
+    assert "containers/environment.yml: does not install halra (halra), which method alra needs" in problems
+    assert "containers/Dockerfile: does not install halra (halra), which method alra needs" in problems  # built from it
+    assert "containers/Dockerfile.cuda: requirements-baselines.txt must be installed with --no-deps" in problems
+
+
+def test_environment_check_follows_the_registry(copy):
+    """A new method needing a package none of the environments installs is reported for all three."""
+    from graphimpute import methods
+    from graphimpute.methods import Method
+
+    for name in ("containers/environment.yml", "containers/Dockerfile", "containers/Dockerfile.cuda",
+                 "pyproject.toml", "requirements.txt", "requirements-baselines.txt"):
+        (copy / name).parent.mkdir(exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    registry = dict(methods.available())
+    registry["newcomer"] = Method(name="newcomer", impute=lambda *a: None, summary="", citation="",
+                                  requires=("threadpoolctl",))
+    problems = checks.check_environments(copy, registry)
+    assert [p for p in problems if "newcomer" in p] == [
+        f"{where}: does not install threadpoolctl (threadpoolctl), which method newcomer needs"
+        for where in ("containers/environment.yml", "containers/Dockerfile", "containers/Dockerfile.cuda")]
+
+
+@groovy
+def test_command_line_text_is_cast_by_the_schema_types():
+    """Under the strict syntax `--benchmark false --seed 3` reach params as the texts 'false' and '3':
+    castParameters turns them into the schema's types before anything decides or validates on them."""
+    schema = ROOT / "nextflow_schema.json"
+    driver = f"""
+def schema = readSchema('{schema}')
+def text = [input: '{ROOT / "assets" / "samplesheet_test.csv"}', outdir: 'results', benchmark: 'false', use_gpu: 'true',
+            seed: '3', mask_fraction: '0.25', n_top_genes: '500', help: 'true', methods: 'none', n_pcs: '1e3']
+def cast = castParameters(schema, text)
+out.cast = cast.collectEntries {{ name, value -> [name, [value.toString(), value.getClass().simpleName]] }}
+validateParameters(schema, cast - [n_pcs: cast.n_pcs])
+out.valid = 'passed'
+try {{ validateParameters(schema, cast) }} catch (IllegalStateException err) {{ out.invalid = err.message }}
+out.help_topic = castParameters(schema, [help: 'methods']).help
+"""
+    out = checks.run_groovy_functions(ROOT, "subworkflows/local/pipeline_initialisation/main.nf", driver)
+    cast = out["cast"]
+    assert cast["benchmark"] == ["false", "Boolean"] and cast["use_gpu"] == ["true", "Boolean"]
+    assert cast["seed"] == ["3", "Integer"] and cast["mask_fraction"] == ["0.25", "BigDecimal"]
+    assert cast["n_top_genes"] == ["500", "String"]  # a string in the schema ('all' is allowed)
+    assert cast["help"] == ["true", "Boolean"] and out["help_topic"] == "methods"
+    assert out["valid"] == "passed"
+    assert "--n_pcs must be a whole number, got '1e3'" in out["invalid"]
+
+
+@groovy
+def test_software_settings_that_cannot_work_stop_the_run():
+    driver = """
+def base = [container_tag: '0.1.0', use_gpu: false]
+def check = { options, engine, profile, work, version -> softwareProblems(base + options, engine, profile, work, version) }
+out.local_docker = check([:], 'docker', 'docker', '/data/work', '26.10.0')
+out.oras_docker = check([container_registry: 'oras://registry.example.org/lab'], 'docker', 'docker', '/w', '26.10.0')
+out.bare_singularity = check([:], 'singularity', 'singularity', '/w', '26.10.0')
+out.registry_singularity = check([container_registry: 'registry.example.org/lab'], 'singularity', 'singularity', '/w', '26.10.0')
+out.sif_files = check([container: '/images/graphimpute.sif'], 'apptainer', 'apptainer', '/w', '26.10.0')
+out.sif_no_gpu_image = check([container: '/images/graphimpute.sif', use_gpu: true], 'apptainer', 'apptainer', '/w', '26.10.0')
+out.cloud = check([:], 'docker', 'docker', 's3://bucket/work', '26.10.0')
+out.cloud_registry = check([container_registry: 'registry.example.org/lab'], 'docker', 'docker', 's3://bucket/work', '26.10.0')
+out.conda_gpu = check([use_gpu: 'true'], null, 'conda', '/w', '26.10.0')
+out.old_gpu = check([use_gpu: true, container_registry: 'registry.example.org/lab'], 'docker', 'docker,gpu', '/w', '25.10.2')
+out.new_gpu = check([use_gpu: true, container_registry: 'registry.example.org/lab'], 'docker', 'docker,gpu', '/w', '26.10.1')
+"""
+    out = checks.run_groovy_functions(ROOT, "subworkflows/local/pipeline_initialisation/main.nf", driver)
+    fine = {"errors": [], "warnings": []}
+    assert out["local_docker"] == out["registry_singularity"] == out["sif_files"] == out["cloud_registry"] == fine
+    assert out["new_gpu"] == fine
+    assert "oras:// and https:// addresses hold Singularity/Apptainer images" in out["oras_docker"]["errors"][0]
+    assert "singularity needs to know where the images are" in out["bare_singularity"]["errors"][0]
+    assert "--container and --container_gpu" in out["sif_no_gpu_image"]["errors"][0]
+    assert "pull images from a registry: give --container_registry" in out["cloud"]["errors"][0]
+    assert "the conda environment has the CPU build of PyTorch" in out["conda_gpu"]["errors"][0]
+    assert out["old_gpu"]["errors"] == [] and "Nextflow 25.10.2" in out["old_gpu"]["warnings"][0]

@@ -151,7 +151,30 @@ def test_cli_writes_checked_sheet_and_method_list(inputs: Path):
     assert rows == [{"sample": "A", "input": str(inputs / "a.h5ad"), "format": "h5ad", "label_key": "cell_type",
                      "layer": ""},
                     {"sample": "B", "input": str(inputs / "tenx"), "format": "10x", "label_key": "", "layer": ""}]
-    assert names.read_text().splitlines() == list(methods.names())
+    rows = list(csv.DictReader(names.open(), delimiter="\t"))
+    assert [row["method"] for row in rows] == list(methods.names())
+    assert {row["method"]: row["trains"] == "true" for row in rows} == {
+        name: method.trains for name, method in methods.available().items()}
+
+
+def test_cli_checks_method_params_names(inputs: Path):
+    """--method_params of the pipeline: a mistyped method or parameter stops the first task."""
+    sheet = _sheet(inputs, "sample,input\nA,a.h5ad\n")
+    runner = CliRunner()
+
+    def check(content: str):
+        path = inputs / "params.json"
+        path.write_text(content)
+        return runner.invoke(main, ["check-samplesheet", str(sheet), "-o", str(inputs / "o.csv"), "--methods", "none",
+                                    "--method-params", str(path), "--quiet"])
+
+    assert check('{"scgnn": {"max_epochs": 3}, "none": {}}').exit_code == 0
+    typo = check('{"scgn": {"max_epochs": 3}}')
+    assert typo.exit_code == 2 and "unknown method 'scgn'" in typo.output
+    unknown = check('{"scgnn": {"max_epoch": 3}}')
+    assert unknown.exit_code == 2 and "has no parameter 'max_epoch'" in unknown.output
+    flat = check('{"max_epochs": 3}')
+    assert flat.exit_code == 2 and "keyed by method name" in flat.output
 
 
 def test_cli_fails_with_every_problem_and_writes_nothing(inputs: Path):

@@ -1,33 +1,38 @@
 /*
  * The graphimpute DAG:
- *   samplesheet check -> QC -> NORMALISE -> [MASK] -> GRAPH -> IMPUTE (sample x method) -> [EVALUATE] -> MULTIQC
- * MASK and EVALUATE run in benchmark mode only (--benchmark). Each process calls one bin/ wrapper of
- * one `graphimpute` subcommand; `graphimpute run` does the same steps in one process.
+ *   samplesheet check -> QC -> NORMALISE -> [MASK] -> GRAPH -> IMPUTE | IMPUTE_TRAIN (sample x method)
+ *   -> [EVALUATE] -> MULTIQC
+ * MASK and EVALUATE run in benchmark mode only (--benchmark). Methods that train go to IMPUTE_TRAIN, the
+ * only process with the GPU label; the others to IMPUTE. Each process calls one bin/ wrapper of one
+ * `graphimpute` subcommand; `graphimpute run` does the same steps in one process.
  */
 
-include { INPUT_CHECK } from '../subworkflows/local/input_check'
-include { QC          } from '../modules/local/qc'
-include { NORMALISE   } from '../modules/local/normalise'
-include { MASK        } from '../modules/local/mask'
-include { GRAPH       } from '../modules/local/graph'
-include { IMPUTE      } from '../modules/local/impute'
-include { EVALUATE    } from '../modules/local/evaluate'
-include { MULTIQC     } from '../modules/local/multiqc'
+include { INPUT_CHECK  } from '../subworkflows/local/input_check'
+include { QC           } from '../modules/local/qc'
+include { NORMALISE    } from '../modules/local/normalise'
+include { MASK         } from '../modules/local/mask'
+include { GRAPH        } from '../modules/local/graph'
+include { IMPUTE       } from '../modules/local/impute'
+include { IMPUTE_TRAIN } from '../modules/local/impute_train'
+include { EVALUATE     } from '../modules/local/evaluate'
+include { MULTIQC      } from '../modules/local/multiqc'
 
 workflow GRAPHIMPUTE {
     take:
-    ch_samplesheet     // channel (value): the samplesheet CSV
-    ch_methods_spec    // channel (value): comma-separated method names, or 'all'
-    ch_method_params   // channel (value): map of method name -> hyper-parameter overrides (--method_params)
-    ch_summary_mqc     // channel (value): the parameter summary as MultiQC custom content (YAML text)
+    ch_samplesheet         // channel (value): the samplesheet CSV
+    ch_methods_spec        // channel (value): comma-separated method names, or 'all'
+    ch_method_params       // channel (value): map of method name -> hyper-parameter overrides (--method_params)
+    ch_method_params_file  // channel (value): the --method_params file, checked by the first task, or []
+    ch_summary_mqc         // channel (value): the parameter summary as MultiQC custom content (YAML text)
+    benchmark              // boolean: --benchmark (MASK and EVALUATE run)
 
     main:
     ch_versions      = channel.empty()
     ch_multiqc_files = channel.empty()
 
-    INPUT_CHECK(ch_samplesheet, ch_methods_spec)
+    INPUT_CHECK(ch_samplesheet, ch_methods_spec, ch_method_params_file)
     ch_versions = ch_versions.mix(INPUT_CHECK.out.versions)
-    ch_methods  = INPUT_CHECK.out.methods
+    ch_methods  = INPUT_CHECK.out.methods  // [name: method, trains: boolean]
 
     QC(INPUT_CHECK.out.samples)
     ch_versions      = ch_versions.mix(QC.out.versions)
@@ -41,7 +46,7 @@ workflow GRAPHIMPUTE {
     ch_graph_input = NORMALISE.out.h5ad
     ch_truth       = channel.empty()
     ch_evaluated   = channel.empty()
-    if (params.benchmark) {
+    if (benchmark) {
         MASK(NORMALISE.out.h5ad)
         ch_graph_input   = MASK.out.h5ad
         ch_truth         = MASK.out.truth
@@ -49,42 +54,57 @@ workflow GRAPHIMPUTE {
         ch_multiqc_files = ch_multiqc_files.mix(MASK.out.mqc)
     }
 
-    // One graph file per sample, holding every graph the chosen methods need.
-    GRAPH(ch_graph_input, ch_methods.collect().map { names -> names.join(',') })
+    // The graphs every method shares (PCA, the kNN cell graph), once per sample. Which methods run is no
+    // input of GRAPH: each IMPUTE task builds its method's own graphs, so changing --methods under -resume
+    // reuses GRAPH and every imputation still asked for, and runs only the new ones and EVALUATE.
+    GRAPH(ch_graph_input)
     ch_versions      = ch_versions.mix(GRAPH.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(GRAPH.out.mqc)
 
-    // Fan out: every sample x every method.
+    // Fan out: every sample x every method; methods that train to IMPUTE_TRAIN (the GPU label).
     ch_impute_input = GRAPH.out.h5ad
         .combine(ch_methods)
         .combine(ch_method_params)
-        .map { meta, h5ad, method, overrides -> [meta + [method: method, params: overrides[method] ?: [:]], h5ad] }
-    IMPUTE(ch_impute_input)
-    ch_versions      = ch_versions.mix(IMPUTE.out.versions)
-    ch_multiqc_files = ch_multiqc_files.mix(IMPUTE.out.mqc)
+        .map { meta, h5ad, method, overrides ->
+            [meta + [method: method.name, trains: method.trains, params: overrides[method.name] ?: [:]], h5ad]
+        }
+        .branch { meta, _h5ad ->
+            train: meta.trains
+            other: true
+        }
+    IMPUTE(ch_impute_input.other)
+    IMPUTE_TRAIN(ch_impute_input.train)
+    ch_imputed       = IMPUTE.out.h5ad.mix(IMPUTE_TRAIN.out.h5ad)
+    ch_versions      = ch_versions.mix(IMPUTE.out.versions, IMPUTE_TRAIN.out.versions)
+    ch_multiqc_files = ch_multiqc_files.mix(IMPUTE.out.mqc, IMPUTE_TRAIN.out.mqc)
 
-    // Gather: every method of a sample, with that sample's truth.
-    if (params.benchmark) {
-        ch_evaluate_input = IMPUTE.out.h5ad
-            .map { meta, h5ad -> [meta.id, h5ad] }
+    // Gather: every method of a sample, with that sample's truth, both keyed by the sample (meta.id).
+    // groupKey tells groupTuple how many methods to wait for, so each sample's EVALUATE starts as soon
+    // as its own imputations are done.
+    if (benchmark) {
+        ch_evaluate_input = ch_imputed
+            .combine(ch_methods.count())
+            .map { meta, h5ad, n_methods -> [groupKey(meta.id, n_methods), h5ad] }
             .groupTuple()
+            .map { key, imputed -> [key.getGroupTarget(), imputed] }
             .join(ch_truth.map { meta, truth -> [meta.id, meta, truth] }, failOnMismatch: true)
-            .map { id, imputed, meta, truth -> [meta, imputed.sort { path -> path.name }, truth] }
+            .map { _id, imputed, meta, truth -> [meta, imputed.sort { path -> path.name }, truth] }
         EVALUATE(ch_evaluate_input)
         ch_versions      = ch_versions.mix(EVALUATE.out.versions)
-        ch_evaluated     = EVALUATE.out.results.flatMap { meta, tables, jsons -> tables + jsons }
+        ch_evaluated     = EVALUATE.out.results.flatMap { _meta, tables, jsons -> tables + jsons }
     }
 
-    // Software versions of every task, once each, plus the workflow's own.
+    // Software versions of every task, once each, plus the workflow's own: into the report (where
+    // MULTIQC adds its own), and published with MULTIQC's included.
     ch_workflow_versions = channel.of(
         "Workflow:\n    graphimpute: ${workflow.manifest.version}\n    Nextflow: ${workflow.nextflow.version}"
     )
-    ch_versions_file = ch_versions
+    ch_versions_text = ch_versions
         .map { path -> path.text.trim() }
         .mix(ch_workflow_versions)
         .unique()
-        .collectFile(name: 'graphimpute_software_mqc_versions.yml', storeDir: "${params.outdir}/pipeline_info",
-                     newLine: true, sort: true)
+    ch_versions_file = ch_versions_text
+        .collectFile(name: 'graphimpute_software_mqc_versions.yml', newLine: true, sort: true)
     ch_summary_file = ch_summary_mqc
         .collectFile(name: 'workflow_summary_mqc.yaml')
 
@@ -93,8 +113,8 @@ workflow GRAPHIMPUTE {
         ch_evaluated.collect().ifEmpty([]),
         file(params.multiqc_config, checkIfExists: true)
     )
-
-    emit:
-    multiqc_report = MULTIQC.out.report  // channel: multiqc_report.html
-    versions       = ch_versions         // channel: every task's versions.yml
+    ch_versions_text
+        .mix(MULTIQC.out.versions.map { path -> path.text.trim() })
+        .collectFile(name: 'graphimpute_software_mqc_versions.yml', storeDir: "${params.outdir}/pipeline_info",
+                     newLine: true, sort: true)
 }

@@ -21,35 +21,50 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click
 
 from graphimpute import __version__
-from graphimpute.errors import GraphImputeError
+from graphimpute.errors import GraphImputeError, NotEnoughMemoryError
 
 log = logging.getLogger("graphimpute")
 
 EXIT_USER_ERROR = 2
+# The run would need more memory than it may use (--memory-gb, else the machine's free memory): the
+# Nextflow pipeline retries such a task with more memory (conf/base.config), unlike EXIT_USER_ERROR.
+EXIT_NEEDS_MEMORY = 75
 
 
 # ---- shared options ----------------------------------------------------------------------------------
 
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None,
+    help="CPU threads of torch, OpenMP, MKL, OpenBLAS and numba (a Nextflow task's cpus) [default: the "
+         "libraries' own, one per core].")
+
+
 def common(log_default: str):
-    """--seed, --verbose, --quiet, --log-file; sets up logging; turns GraphImputeError into one line."""
+    """--seed, --threads, --verbose, --quiet, --log-file; sets up logging and the thread limit; turns
+    GraphImputeError into one line and an exit code."""
 
     def decorate(func):
         @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same result on CPU).")
+        @threads_option
         @click.option("-v", "--verbose", is_flag=True, help="Debug messages.")
         @click.option("--quiet", is_flag=True, help="No progress bars (log messages still go to the log file).")
         @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                       help=f"Log file [default: {log_default}].")
         @functools.wraps(func)
-        def wrapper(*args, verbose, quiet, log_file, **kwargs):
+        def wrapper(*args, threads, verbose, quiet, log_file, **kwargs):
+            from graphimpute.threads import limit_threads
+
             target = log_file or _default_log(log_default, kwargs)
             _setup_logging(target, verbose)
             log.debug("graphimpute %s: %s", __version__, " ".join(sys.argv))
             try:
-                return func(*args, quiet=quiet, **kwargs)
+                # before the subcommand imports numpy, torch or numba: they start with these threads
+                with limit_threads(threads):
+                    return func(*args, quiet=quiet, **kwargs)
             except GraphImputeError as err:
                 log.debug("error", exc_info=True)
                 click.echo(f"Error: {err}", err=True)
-                sys.exit(EXIT_USER_ERROR)
+                sys.exit(EXIT_NEEDS_MEMORY if isinstance(err, NotEnoughMemoryError) else EXIT_USER_ERROR)
 
         return wrapper
 
@@ -181,6 +196,9 @@ impute_options = [
     click.option("--resume", is_flag=True, help="Resume training from the checkpoint in --workdir."),
     click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Folder for checkpoints (default: none kept)."),
+    click.option("--memory-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Memory this run may use, in GB (a Nextflow task's memory): memory estimates are checked "
+                      f"against it instead of the machine's free memory; over it, exit code {EXIT_NEEDS_MEMORY}."),
 ]
 
 
@@ -268,12 +286,14 @@ def graph_command(input_path, output, method_list, n_pcs, n_neighbors, seed, qui
 @functools.partial(_apply, impute_options)
 @common("graphimpute.log")
 def impute_command(input_path, output, method, param_pairs, params_file, device, checkpoint_every, resume,
-                   workdir, seed, quiet):
+                   workdir, memory_gb, seed, quiet):
     """Impute with one method; writes layers['imputed'] (expected counts) and its provenance."""
     from graphimpute import pipeline
+    from graphimpute.monitor import memory_budget
 
     ctx = _ctx(seed, device, quiet, checkpoint_every, resume, workdir)
-    pipeline.impute_step(input_path, output, method=method, params=_params(param_pairs, params_file), ctx=ctx)
+    with memory_budget(memory_gb):
+        pipeline.impute_step(input_path, output, method=method, params=_params(param_pairs, params_file), ctx=ctx)
     log.info("wrote %s", output)
 
 
@@ -309,7 +329,7 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
 @common("OUTDIR/pipeline_info/graphimpute.log")
 def run_command(input_path, outdir, method_list, auto_candidates, auto_max_cells, auto_seeds, sample, benchmark, mask_scheme, mask_fraction, mask_seeds, force, fmt, transpose,
                 allow_non_integer, label_key, layer, n_top_genes, n_pcs, n_neighbors, param_pairs, params_file, device,
-                checkpoint_every, resume, workdir, seed, quiet, **kwargs):
+                checkpoint_every, resume, workdir, memory_gb, seed, quiet, **kwargs):
     """The whole chain in one process: QC, normalise, [mask], graph, impute (each method), [evaluate, report]."""
     from graphimpute import methods, pipeline
 
@@ -326,7 +346,10 @@ def run_command(input_path, outdir, method_list, auto_candidates, auto_max_cells
         auto=dict(candidates=candidates, max_cells=auto_max_cells, mask_seeds=auto_seeds) if auto else {})
     if outdir.exists() and Path(input_path).resolve().is_relative_to(outdir.resolve()):
         raise GraphImputeError(f"{input_path}: the input lies inside --outdir {outdir}; choose another folder")
-    paths = pipeline.run(input_path, outdir, options)
+    from graphimpute.monitor import memory_budget
+
+    with memory_budget(memory_gb):
+        paths = pipeline.run(input_path, outdir, options)
     for name, path in paths.items():
         log.debug("%s: %s", name, path)
     report = paths.get("report")
@@ -343,14 +366,18 @@ def run_command(input_path, outdir, method_list, auto_candidates, auto_max_cells
 @click.option("--methods", "method_list", default=None,
               help="Also check these methods (comma-separated, or 'all') against the registry.")
 @click.option("--write-methods", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the checked method names there, one per line ('all' expanded).")
+              help="Write the checked methods there as TSV with a header: method, trains (true/false); "
+                   "'all' expanded.")
+@click.option("--method-params", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also check a JSON file of hyper-parameters keyed by method name (the pipeline's "
+                   "--method_params): every method and parameter name must exist.")
 @click.option("--base-dir", default=None,
               help="Folder or URI that relative inputs are relative to [default: the samplesheet's folder].")
 @click.option("--check-files/--no-check-files", default=True, show_default=True,
               help="Check that local inputs exist (off in a pipeline task, where inputs are not staged).")
 @common("graphimpute.log")
-def check_samplesheet_command(samplesheet_path, output, method_list, write_methods, base_dir, check_files, seed,
-                              quiet):
+def check_samplesheet_command(samplesheet_path, output, method_list, write_methods, method_params, base_dir,
+                              check_files, seed, quiet):
     """Check a pipeline samplesheet (sample,input[,label_key,format,layer]); every problem is reported."""
     from graphimpute import io, methods, samplesheet
 
@@ -360,12 +387,35 @@ def check_samplesheet_command(samplesheet_path, output, method_list, write_metho
         if target is not None:
             io.check_output(samplesheet_path, target)
     names = methods.parse_methods(method_list) if method_list is not None else None
+    if method_params is not None:
+        _check_method_params(method_params)
     samples = samplesheet.read(samplesheet_path, check_files=check_files, base_dir=base_dir)
     samplesheet.write(samples, output)
     if write_methods is not None:
-        samplesheet.write_lines(names, write_methods)
+        rows = [f"{name}\t{str(methods.get(name).trains).lower()}" for name in names]
+        samplesheet.write_lines(["method\ttrains", *rows], write_methods)
     log.info("%s: %d sample(s) checked%s", samplesheet_path, len(samples),
              f"; methods: {', '.join(names)}" if names else "")
+
+
+def _check_method_params(path: Path) -> dict[str, dict]:
+    """A JSON object of objects keyed by method name; every method and parameter must exist (a typo is an
+    error, never silently ignored)."""
+    from graphimpute import methods
+
+    try:
+        content = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise GraphImputeError(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(content, dict) or not all(isinstance(v, dict) for v in content.values()):
+        raise GraphImputeError(f"{path}: expected a JSON object of objects keyed by method name, "
+                               '{"scgnn": {"max_epochs": 50}, ...}')
+    for name, values in content.items():
+        try:
+            methods.resolve_params(methods.get(name), values)
+        except GraphImputeError as err:
+            raise GraphImputeError(f"{path}: {err}") from None
+    return content
 
 
 @main.command("summarise")
@@ -375,14 +425,17 @@ def check_samplesheet_command(samplesheet_path, output, method_list, write_metho
 @click.option("--step", required=True, type=click.Choice(["qc", "normalise", "mask", "graph", "impute"]),
               help="The step whose output INPUT is.")
 @click.option("--sample", default=None, help="Row name in the report [default: the input's name].")
-def summarise_command(input_path, output, step, sample):
+@threads_option
+def summarise_command(input_path, output, step, sample, threads):
     """One report row (MultiQC custom content) from a step's output h5ad; the counts are not loaded."""
     from graphimpute import io, summary
+    from graphimpute.threads import limit_threads
 
     try:
-        io.check_output(input_path, output)
-        row = summary.summarise(input_path, step=step, sample=sample or Path(input_path).name.split(".")[0])
-        summary.write_mqc(row, output, step=step)
+        with limit_threads(threads):
+            io.check_output(input_path, output)
+            row = summary.summarise(input_path, step=step, sample=sample or Path(input_path).name.split(".")[0])
+            summary.write_mqc(row, output, step=step)
     except GraphImputeError as err:
         click.echo(f"Error: {err}", err=True)
         sys.exit(EXIT_USER_ERROR)

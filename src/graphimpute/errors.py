@@ -20,3 +20,8 @@ class DeviceError(GraphImputeError):
 
 class ResourceError(GraphImputeError):
     """A run would not fit in memory, or a graph would be too large to build."""
+
+
+class NotEnoughMemoryError(ResourceError):
+    """A run's memory estimate exceeds the memory it may use (the machine's free memory, or the memory a
+    scheduler gave the task): more memory would let it run, so a pipeline may retry it with more."""

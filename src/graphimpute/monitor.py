@@ -1,4 +1,5 @@
-"""Wall time and peak memory of a block of work (what each result's provenance reports)."""
+"""Wall time and peak memory of a block of work (what each result's provenance reports), and the
+memory guard every method calls before training."""
 
 from __future__ import annotations
 
@@ -9,8 +10,30 @@ import os
 import resource
 import threading
 import time
+from contextlib import contextmanager
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+# The memory this process may use, in GB, when a scheduler gave it a fixed amount (a Nextflow task's
+# ``memory``, passed as ``--memory-gb``); None: the machine's free memory is what counts.
+_budget_gb: float | None = None
+
+
+@contextmanager
+def memory_budget(gb: float | None):
+    """Within the block, ``require_memory`` checks estimates against ``gb`` (the memory a scheduler gave
+    this task) instead of the machine's free memory, which on a shared node says nothing about what the
+    task may use. ``None`` changes nothing."""
+    global _budget_gb
+    if gb is not None and gb <= 0:
+        from graphimpute.errors import GraphImputeError
+
+        raise GraphImputeError(f"--memory-gb {gb:g}: give a positive amount of memory")
+    before, _budget_gb = _budget_gb, (gb if gb is not None else _budget_gb)
+    try:
+        yield
+    finally:
+        _budget_gb = before
 
 
 def rss_mb() -> float:
@@ -76,17 +99,28 @@ class PeakMemory:
 def require_memory(needed_gb: float, *, what: str, advice: str, limit_gb: float | None = None,
                    device=None) -> None:
     """Stop before work estimated to need more than ``limit_gb`` (a method's ``max_memory_gb``, when it
-    has one) or more than the device has free now: a ``ResourceError`` that names the estimate, the
-    bound and what to change, instead of a crash (or the OOM killer) part-way through."""
-    from graphimpute.errors import ResourceError
+    has one) or more than the run may use: the memory given with ``memory_budget`` (a task's
+    allocation), else what the device has free now. The first is a ``ResourceError`` (more memory would
+    not help: the message names the parameter); the second a ``NotEnoughMemoryError``, which a pipeline
+    retries with more memory. Both name the estimate, the bound and what to change, instead of a crash
+    (or the OOM killer) part-way through. A CUDA device is checked against its own free memory."""
+    from graphimpute.errors import NotEnoughMemoryError, ResourceError
 
     if limit_gb is not None and needed_gb > limit_gb:
         raise ResourceError(f"{what} needs about {needed_gb:.1f} GB, above the limit of {limit_gb:g} GB; "
                             f"{advice}")
+    on_cuda = device is not None and str(device).startswith("cuda")
+    if _budget_gb is not None and not on_cuda:
+        if needed_gb > _budget_gb:
+            raise NotEnoughMemoryError(
+                f"{what} needs about {needed_gb:.1f} GB, more than the {_budget_gb:.1f} GB this run was given "
+                f"(--memory-gb); give it more memory (the Nextflow pipeline retries the task with more, up to "
+                f"its retry limit, then see 'Memory' in docs/usage.md), or {advice}")
+        return
     free_gb = available_mb(device) / 1024
     if needed_gb > free_gb:
-        raise ResourceError(f"{what} needs about {needed_gb:.1f} GB, more than the {free_gb:.1f} GB free on "
-                            f"{device or 'this machine'}; {advice}")
+        raise NotEnoughMemoryError(f"{what} needs about {needed_gb:.1f} GB, more than the {free_gb:.1f} GB free on "
+                                   f"{device or 'this machine'}; {advice}")
 
 
 def available_mb(device=None) -> float:

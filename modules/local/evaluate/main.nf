@@ -2,8 +2,7 @@ process EVALUATE {
     tag "$meta.id"
     label 'process_medium'
 
-    conda "${projectDir}/containers/environment.yml"
-    container "${params.container}"
+    conda "${moduleDir}/../../../containers/environment.yml"
 
     input:
     tuple val(meta), path(imputed, stageAs: 'impute/*'), path(truth, stageAs: 'truth/*')  // every method of one sample
@@ -28,6 +27,7 @@ process EVALUATE {
         --outdir . \\
         --sample ${prefix} \\
         ${label_key} \\
+        --threads ${task.cpus} \\
         --log-file ${prefix}.evaluate.log \\
         --quiet \\
         ${args}

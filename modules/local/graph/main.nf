@@ -2,12 +2,10 @@ process GRAPH {
     tag "$meta.id"
     label 'process_medium'
 
-    conda "${projectDir}/containers/environment.yml"
-    container "${params.container}"
+    conda "${moduleDir}/../../../containers/environment.yml"
 
     input:
     tuple val(meta), path(h5ad, stageAs: 'input/*')  // normalised (or masked) counts
-    val methods                                       // comma-separated: build the graphs these methods need
 
     output:
     tuple val(meta), path("${prefix}.h5ad"), emit: h5ad
@@ -25,7 +23,7 @@ process GRAPH {
     graphimpute_graph \\
         ${h5ad} \\
         --output ${prefix}.h5ad \\
-        --methods '${methods}' \\
+        --threads ${task.cpus} \\
         --log-file ${prefix}.graph.log \\
         --quiet \\
         ${args}
@@ -34,6 +32,7 @@ process GRAPH {
         ${prefix}.h5ad \\
         --step graph \\
         --sample ${meta.id} \\
+        --threads ${task.cpus} \\
         --output ${prefix}.graph_mqc.tsv
 
     cat <<-END_VERSIONS > versions.yml

@@ -1,10 +1,13 @@
+/*
+ * IMPUTE: one sample with one method that trains nothing (the registry's Method.trains is false), on CPU.
+ * Methods that train run in IMPUTE_TRAIN (modules/local/impute_train), the only process with the GPU
+ * label; the two scripts are the same but for the device (tests/nextflow_checks.py holds them equal).
+ */
 process IMPUTE {
     tag "${meta.id}:${meta.method}"
     label 'process_medium'
-    label 'process_gpu'
 
-    conda "${projectDir}/containers/environment.yml"
-    container "${task.ext.use_gpu ? params.container_gpu : params.container}"
+    conda "${moduleDir}/../../../containers/environment.yml"
 
     input:
     tuple val(meta), path(h5ad, stageAs: 'input/*')  // counts with graphs; meta.method names the method
@@ -21,8 +24,10 @@ process IMPUTE {
     script:
     def args = task.ext.args ?: ''
     prefix = task.ext.prefix ?: "${meta.id}.${meta.method}"
-    // A GPU task asks for cuda, so a node without one fails loudly instead of training on its CPU.
-    def device = task.ext.use_gpu ? 'cuda' : 'cpu'
+    def device = 'cpu'
+    // The memory guard checks its estimate against this task's memory; over it, exit code 75 (retried
+    // with more memory, conf/base.config).
+    def memory = task.memory ? "--memory-gb ${task.memory.toMega() / 1024}" : ''
     // Hyper-parameters from --method_params (a JSON file keyed by method), one --param each.
     def method_params = (meta.params ?: [:]).collect { key, value ->
         "--param '${key}=${value instanceof List ? value.join(',') : value}'"
@@ -33,6 +38,8 @@ process IMPUTE {
         --output ${prefix}.h5ad \\
         --method ${meta.method} \\
         --device ${device} \\
+        --threads ${task.cpus} \\
+        ${memory} \\
         ${method_params} \\
         --log-file ${prefix}.impute.log \\
         --quiet \\
@@ -42,6 +49,7 @@ process IMPUTE {
         ${prefix}.h5ad \\
         --step impute \\
         --sample ${prefix} \\
+        --threads ${task.cpus} \\
         --output ${prefix}.impute_mqc.tsv
 
     cat <<-END_VERSIONS > versions.yml

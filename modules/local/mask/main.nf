@@ -2,8 +2,7 @@ process MASK {
     tag "$meta.id"
     label 'process_medium'
 
-    conda "${projectDir}/containers/environment.yml"
-    container "${params.container}"
+    conda "${moduleDir}/../../../containers/environment.yml"
 
     input:
     tuple val(meta), path(h5ad, stageAs: 'input/*')  // normalised counts
@@ -26,6 +25,7 @@ process MASK {
         ${h5ad} \\
         --output ${prefix}.h5ad \\
         --truth ${prefix}.truth.h5ad \\
+        --threads ${task.cpus} \\
         --log-file ${prefix}.mask.log \\
         --quiet \\
         ${args}
@@ -34,6 +34,7 @@ process MASK {
         ${prefix}.h5ad \\
         --step mask \\
         --sample ${meta.id} \\
+        --threads ${task.cpus} \\
         --output ${prefix}.mask_mqc.tsv
 
     cat <<-END_VERSIONS > versions.yml

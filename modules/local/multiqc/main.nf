@@ -1,8 +1,7 @@
 process MULTIQC {
     label 'process_single'
 
-    conda "${projectDir}/containers/environment.yml"
-    container "${params.container}"
+    conda "${moduleDir}/../../../containers/environment.yml"
 
     input:
     path multiqc_files, stageAs: '?/*'  // every step's *_mqc.tsv, the software versions, the parameter summary
@@ -23,12 +22,21 @@ process MULTIQC {
     // Benchmark mode: `graphimpute report` turns EVALUATE's files into custom content (metric tables,
     // bar graphs, loss curves, UMAPs); MultiQC then renders it together with every step's own table.
     """
+    cat <<-END_VERSIONS > versions.yml
+    "${task.process}":
+        graphimpute: \$(python -c "import graphimpute; print(graphimpute.__version__)")
+        multiqc: \$(multiqc --version | sed 's/.*version //')
+    END_VERSIONS
+    # MultiQC's own version goes into the report's software versions beside every other step's
+    cp versions.yml multiqc_mqc_versions.yml
+
     configs=(--config ${multiqc_config})
     if compgen -G 'evaluate/*.summary.json' > /dev/null; then
         graphimpute_report \\
             evaluate \\
             --outdir report \\
             --no-render \\
+            --threads ${task.cpus} \\
             --log-file report.log \\
             --quiet
         configs=(--config report/custom_content/multiqc_config.yaml "\${configs[@]}")
@@ -40,12 +48,6 @@ process MULTIQC {
         --filename multiqc_report.html \\
         ${args} \\
         .
-
-    cat <<-END_VERSIONS > versions.yml
-    "${task.process}":
-        graphimpute: \$(python -c "import graphimpute; print(graphimpute.__version__)")
-        multiqc: \$(multiqc --version | sed 's/.*version //')
-    END_VERSIONS
     """
 
     stub:

@@ -2,8 +2,7 @@ process NORMALISE {
     tag "$meta.id"
     label 'process_medium'
 
-    conda "${projectDir}/containers/environment.yml"
-    container "${params.container}"
+    conda "${moduleDir}/../../../containers/environment.yml"
 
     input:
     tuple val(meta), path(h5ad, stageAs: 'input/*')  // QC'd counts
@@ -24,6 +23,7 @@ process NORMALISE {
     graphimpute_normalise \\
         ${h5ad} \\
         --output ${prefix}.h5ad \\
+        --threads ${task.cpus} \\
         --log-file ${prefix}.normalise.log \\
         --quiet \\
         ${args}
@@ -32,6 +32,7 @@ process NORMALISE {
         ${prefix}.h5ad \\
         --step normalise \\
         --sample ${meta.id} \\
+        --threads ${task.cpus} \\
         --output ${prefix}.normalise_mqc.tsv
 
     cat <<-END_VERSIONS > versions.yml

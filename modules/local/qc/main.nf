@@ -2,8 +2,7 @@ process QC {
     tag "$meta.id"
     label 'process_medium'
 
-    conda "${projectDir}/containers/environment.yml"
-    container "${params.container}"
+    conda "${moduleDir}/../../../containers/environment.yml"
 
     input:
     tuple val(meta), path(counts, stageAs: 'input/*')  // h5ad, 10x directory, 10x h5 or CSV/TSV
@@ -30,6 +29,7 @@ process QC {
         ${format} \\
         ${label_key} \\
         ${layer} \\
+        --threads ${task.cpus} \\
         --log-file ${prefix}.qc.log \\
         --quiet \\
         ${args}
@@ -38,6 +38,7 @@ process QC {
         ${prefix}.h5ad \\
         --step qc \\
         --sample ${meta.id} \\
+        --threads ${task.cpus} \\
         --output ${prefix}.qc_mqc.tsv
 
     cat <<-END_VERSIONS > versions.yml

@@ -1,34 +1,42 @@
 /*
  * Start-up: --version, --help (from nextflow_schema.json), parameter checks against the schema, the
- * parameter summary (log and MultiQC), and --method_params. Plain Groovy, no plugin: the pipeline
- * runs on clusters that cannot download one.
+ * software checks (images, GPUs), the parameter summary (log and MultiQC), and --method_params. Plain
+ * Groovy, no plugin: the pipeline runs on clusters that cannot download one.
  */
 
 workflow PIPELINE_INITIALISATION {
     main:
-    schema = readSchema("${projectDir}/nextflow_schema.json")
+    def schema = readSchema("${projectDir}/nextflow_schema.json")
+    // Under Nextflow's strict syntax a command-line value reaches params as text ('false', '3'): cast
+    // each by its schema type first, then decide and validate on the cast values.
+    def options = castParameters(schema, params)
 
-    if (params.version) {
+    if (options.version) {
         log.info("${workflow.manifest.name} ${workflow.manifest.version}")
         System.exit(0)
     }
-    if (params.help) {
-        log.info(helpMessage(schema, params.help))
+    if (options.help) {
+        log.info(helpMessage(schema, options.help))
         System.exit(0)
     }
-    if (params.validate_params) {
-        validateParameters(schema, params)
+    if (options.validate_params) {
+        validateParameters(schema, options)
     }
-    log.info(summaryLog(schema, params))
-    if (params.use_gpu && !workflow.containerEngine) {
-        log.warn("--use_gpu without a container engine: IMPUTE asks for CUDA from the local Python environment")
+    def software = softwareProblems(options, workflow.containerEngine, workflow.profile,
+                                    workflow.workDir.toUriString(), workflow.nextflow.version.toString())
+    software.warnings.each { message -> log.warn(message) }
+    if (software.errors) {
+        error("Software settings:\n" + software.errors.collect { message -> "  * ${message}" }.join('\n'))
     }
+    log.info(summaryLog(schema, options))
 
     emit:
-    samplesheet   = channel.value(file(params.input, checkIfExists: true))
-    methods       = channel.value(params.methods.toString())
-    method_params = channel.value(readMethodParams(params.method_params))
-    summary_mqc   = channel.value(summaryMultiqc(schema, params))
+    samplesheet        = channel.value(file(options.input, checkIfExists: true))
+    methods            = channel.value(options.methods.toString())
+    method_params      = channel.value(readMethodParams(options.method_params))
+    // the file itself, for the first task to check every method and parameter name against the registry
+    method_params_file = channel.value(options.method_params ? file(options.method_params, checkIfExists: true) : [])
+    summary_mqc        = channel.value(summaryMultiqc(schema, options))
 }
 
 // ---- the schema ---------------------------------------------------------------------------------------
@@ -40,14 +48,14 @@ def readSchema(path) {
 // Every parameter's definition, by name, over all groups.
 def schemaProperties(schema) {
     def properties = [:]
-    (schema['$defs'] ?: [:]).each { group_name, group -> properties.putAll(group.properties ?: [:]) }
+    (schema['$defs'] ?: [:]).each { _group_name, group -> properties.putAll(group.properties ?: [:]) }
     properties.putAll(schema.properties ?: [:])
     return properties
 }
 
 def schemaRequired(schema) {
     def required = [] + (schema.required ?: [])
-    (schema['$defs'] ?: [:]).each { group_name, group -> required.addAll(group.required ?: []) }
+    (schema['$defs'] ?: [:]).each { _group_name, group -> required.addAll(group.required ?: []) }
     return required
 }
 
@@ -70,8 +78,8 @@ def helpMessage(schema, topic) {
         '  nextflow run <path or repository> -profile docker --input samplesheet.csv --outdir results',
         ''
     ]
-    schema['$defs'].each { group_name, group ->
-        def shown = (group.properties ?: [:]).findAll { name, spec -> !spec.hidden }
+    schema['$defs'].each { _group_name, group ->
+        def shown = (group.properties ?: [:]).findAll { _name, spec -> !spec.hidden }
         if (shown) {
             lines << "${group.title}:"
             shown.each { name, spec -> lines << describeParameter(name, spec, false) }
@@ -86,8 +94,8 @@ def helpMessage(schema, topic) {
 def describeParameter(name, spec, full) {
     def type = spec.type instanceof List ? spec.type.join('|') : spec.type
     def line = "  --${name.padRight(20)} [${type}] ${spec.description ?: ''}"
-    if (spec.enum) {
-        line += " One of: ${spec.enum.join(', ')}."
+    if (spec['enum']) {
+        line += " One of: ${spec['enum'].join(', ')}."
     }
     if (spec.default != null) {
         line += " [default: ${spec.default}]"
@@ -128,7 +136,35 @@ def validateParameters(schema, parameters) {
 }
 
 def camelCase(name) {
-    return name.replaceAll(/[_-]([a-z])/) { match, letter -> letter.toUpperCase() }
+    return name.replaceAll(/[_-]([a-z])/) { _match, letter -> letter.toUpperCase() }
+}
+
+// ---- command-line values as the schema's types ----------------------------------------------------------
+
+// The parameters with every text value cast to its schema type where it reads as one: 'true'/'false' for
+// booleans, whole numbers for integers, decimal numbers for numbers. Under the strict syntax Nextflow
+// passes command-line values on as text (`--benchmark false` is the text 'false', which counts as true).
+def castParameters(schema, parameters) {
+    def properties = schemaProperties(schema)
+    return parameters.collectEntries { name, value -> [name, castValue(value, properties[name])] }
+}
+
+def castValue(value, spec) {
+    if (spec == null || !(value instanceof CharSequence)) {
+        return value
+    }
+    def types = spec.type instanceof List ? spec.type : [spec.type]
+    def text = value.toString().trim()
+    if ('boolean' in types && text.toLowerCase() in ['true', 'false']) {
+        return text.toLowerCase() == 'true'
+    }
+    if ('integer' in types && text ==~ /[-+]?\d+/) {
+        return text.isInteger() ? text.toInteger() : text.toLong()
+    }
+    if ('number' in types && text.isBigDecimal()) {
+        return text.toBigDecimal()
+    }
+    return value
 }
 
 // The reason a value does not fit its schema entry, or null.
@@ -164,8 +200,8 @@ def checkValue(name, value, spec) {
         }
     }
     def text = value.toString()
-    if (spec.enum && !(text in spec.enum.collect { choice -> choice.toString() })) {
-        return "--${name} must be one of ${spec.enum.join(', ')}, got '${text}'"
+    if (spec['enum'] && !(text in spec['enum'].collect { choice -> choice.toString() })) {
+        return "--${name} must be one of ${spec['enum'].join(', ')}, got '${text}'"
     }
     if (spec.pattern && !(text ==~ spec.pattern)) {
         return "--${name} '${text}' does not match ${spec.pattern}${spec.errorMessage ? ': ' + spec.errorMessage : ''}"
@@ -176,6 +212,53 @@ def checkValue(name, value, spec) {
     return null
 }
 
+// ---- software: images and GPUs ------------------------------------------------------------------------
+
+// What cannot work with these software settings (errors) and what may not do what is meant (warnings).
+// Images are named in conf/base.config from --container_registry and --container_tag (docs/usage.md).
+def softwareProblems(options, engine, profile, work_dir, nextflow_version) {
+    def errors = []
+    def warnings = []
+    def registry = (options.container_registry ?: '').toString()
+    def gpu = options.use_gpu.toString().toBoolean()
+    def images_given = options.container && (!gpu || options.container_gpu)
+    if (engine in ['docker', 'podman'] && (registry.startsWith('oras://') || registry.startsWith('https://'))) {
+        errors << ("--container_registry ${registry}: ${engine} runs Docker images; oras:// and https:// " +
+                   "addresses hold Singularity/Apptainer images. Give the registry the Docker images were " +
+                   "pushed to (host/namespace)")
+    }
+    if (engine in ['singularity', 'apptainer'] && !registry && !images_given) {
+        errors << ("${engine} needs to know where the images are: --container_registry (host/namespace, " +
+                   "oras://host/namespace or https://server/folder), or local .sif files with --container" +
+                   "${gpu ? ' and --container_gpu' : ''}; without either, graphimpute:${options.container_tag} " +
+                   "would be looked for on Docker Hub, where it is not published (docs/usage.md, Software)")
+    }
+    if (engine && work_dir ==~ /^(s3|gs|az):\/\/.*/ && !registry && !images_given) {
+        errors << ("a work directory on ${work_dir.tokenize(':')[0]}:// means tasks run on cloud machines, " +
+                   "which pull images from a registry: give --container_registry (docs/usage.md, Software)")
+    }
+    if (gpu) {
+        if (profile.tokenize(',').contains('conda')) {
+            errors << ("--use_gpu with -profile conda: the conda environment has the CPU build of PyTorch; " +
+                       "train on GPUs in the CUDA image with -profile docker, singularity or apptainer")
+        }
+        else if (!engine) {
+            warnings << ("--use_gpu without a container engine: IMPUTE_TRAIN trains with --device cuda on " +
+                         "the PyTorch of the local Python environment, which needs a CUDA build")
+        }
+        def (major, minor) = (nextflow_version.tokenize('.') + ['0', '0'])[0..1].collect { part ->
+            part.replaceAll(/\D.*/, '') ?: '0'
+        }
+        if (major.toInteger() < 26 || (major.toInteger() == 26 && minor.toInteger() < 10)) {
+            warnings << ("Nextflow ${nextflow_version}: its local executor does not give each GPU task a " +
+                         "device of its own (Nextflow 26.10 does, from CUDA_VISIBLE_DEVICES), so parallel " +
+                         "IMPUTE_TRAIN tasks on one machine may share a GPU; grid and cloud executors are " +
+                         "not affected (docs/usage.md, GPUs)")
+        }
+    }
+    return [errors: errors, warnings: warnings]
+}
+
 // ---- --method_params ----------------------------------------------------------------------------------
 
 // {"method": {"key": value, ...}, ...} -> map of method -> map, checked; every value becomes one --param.
@@ -184,7 +267,7 @@ def readMethodParams(path) {
         return [:]
     }
     def parsed = new groovy.json.JsonSlurper().parseText(file(path, checkIfExists: true).text)
-    if (!(parsed instanceof Map) || parsed.any { method, values -> !(values instanceof Map) }) {
+    if (!(parsed instanceof Map) || parsed.any { _method, values -> !(values instanceof Map) }) {
         error("--method_params ${path}: expected a JSON object of objects keyed by method, e.g. {\"none\": {}}")
     }
     return parsed.collectEntries { method, values -> [method, new LinkedHashMap(values)] }
@@ -192,16 +275,17 @@ def readMethodParams(path) {
 
 // ---- the parameter summary ----------------------------------------------------------------------------
 
-// Parameters that differ from the defaults, by group.
+// Parameters that differ from the defaults, by group (trace_report_suffix, the start time that
+// nextflow.config sets on every run, is not a change).
 def changedParameters(schema, parameters) {
     def groups = [:]
-    schema['$defs'].each { group_name, group ->
+    schema['$defs'].each { _group_name, group ->
         def changed = (group.properties ?: [:]).findAll { name, spec ->
             def default_value = spec.default?.toString()?.replace('${projectDir}', workflow.projectDir.toString())
-            parameters[name] != null && parameters[name].toString() != default_value
+            name != 'trace_report_suffix' && parameters[name] != null && parameters[name].toString() != default_value
         }
         if (changed) {
-            groups[group.title] = changed.collectEntries { name, spec -> [name, parameters[name]] }
+            groups[group.title] = changed.collectEntries { name, _spec -> [name, parameters[name]] }
         }
     }
     return groups
@@ -229,7 +313,7 @@ def summaryLog(schema, parameters) {
 }
 
 def summaryMultiqc(schema, parameters) {
-    def rows = changedParameters(schema, parameters).collectMany { title, values ->
+    def rows = changedParameters(schema, parameters).collectMany { _title, values ->
         values.collect { name, value -> "        <dt>${escapeHtml(name)}</dt><dd><samp>${escapeHtml(value)}</samp></dd>" }
     }
     return [

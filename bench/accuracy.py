@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument("--schemes", default="mcv,uniform", help="mask schemes: mcv, uniform, low-count")
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--outdir", type=Path, default=REPO / "bench" / "_scratch" / "accuracy")
-    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "accuracy.tsv")
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "accuracy_mcv.tsv")
     parser.add_argument("--label-key", default="cell_type")
     parser.add_argument("--n-top-genes", type=int, default=2000)
     parser.add_argument("--param", action="append", default=[], help="METHOD.KEY=VALUE (repeatable)")

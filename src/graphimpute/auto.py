@@ -106,7 +106,7 @@ def select(adata: AnnData, *, candidates: Iterable[str] | None = None,
     verdict = evaluation.verdict()
     for line in verdict["lines"]:
         log.info("auto: %s", line)
-    if not [m for m in verdict["beat_none"]]:
+    if not verdict["beat_none"]:
         log.warning("auto: no candidate beats `none` (the observed counts) beyond the seed spread: imputation "
                     "does not predict unseen molecules better than the input on this dataset")
     if "gene_mean" in params and not verdict["beat_gene_mean"]:

@@ -621,3 +621,27 @@ out.new_gpu = check([use_gpu: true, container_registry: 'registry.example.org/la
     assert "pull images from a registry: give --container_registry" in out["cloud"]["errors"][0]
     assert "the conda environment has the CPU build of PyTorch" in out["conda_gpu"]["errors"][0]
     assert out["old_gpu"]["errors"] == [] and "Nextflow 25.10.2" in out["old_gpu"]["warnings"][0]
+
+
+@groovy
+def test_methods_auto_is_refused_at_start():
+    """--methods auto is `graphimpute run` only: the initialisation stops the run with one message that
+    says so, whatever else the list holds; other lists pass."""
+    driver = """
+out.auto = methodsProblem('auto')
+out.mixed = methodsProblem('none, auto')
+out.named = methodsProblem('none,scvgae')
+out.all = methodsProblem('all')
+out.autoencoder = methodsProblem('autoencoder')
+"""
+    out = checks.run_groovy_functions(ROOT, "subworkflows/local/pipeline_initialisation/main.nf", driver)
+    assert out["auto"] == out["mixed"]
+    assert out["auto"].startswith("--methods auto is not supported by the Nextflow pipeline")
+    assert "`graphimpute run --methods auto`" in out["auto"]
+    assert out["named"] is None and out["all"] is None and out["autoencoder"] is None
+    # called on every run before any task, at the top level of the start-up (not only with --validate_params)
+    init = checks.blocks((ROOT / "subworkflows/local/pipeline_initialisation/main.nf").read_text(), "workflow")
+    main = checks.sections(init["PIPELINE_INITIALISATION"])["main"]
+    assert re.search(r"(?m)^    def (\w+) = methodsProblem\(options\.methods\)\n    if \(\1\) \{\n        error\(\1\)",
+                     main), main
+

@@ -329,6 +329,25 @@ def script_commands(process: Process) -> list[tuple[str, set[str]]]:
     return commands
 
 
+def repeated_options(process: Process) -> set[str]:
+    """The --options a process script gives once per item of a list (inside a ``.collect { ... }`` closure
+    of its Groovy code, e.g. one --truth per truth file): the subcommand must take them repeatedly."""
+    script = process.parts.get("script", "")
+    strings = re.findall(r'"""(.*?)"""', script, re.S)
+    code = mask_groovy(script[: script.rfind('"""' + strings[-1])] if strings else script, keep_strings=True)
+    found = set()
+    for m in re.finditer(r"\.collect\s*\{", code):
+        closure = code[m.end(): _closing(code, m.end() - 1)]
+        found |= set(re.findall(r"(?<![\w-])--[a-zA-Z][\w-]*", closure))
+    return found
+
+
+def click_repeatable(command: click.Command) -> set[str]:
+    """The option names of a click command that may be given more than once (multiple=True or count)."""
+    return {name for param in command.params if isinstance(param, click.Option) and (param.multiple or param.count)
+            for name in param.opts}
+
+
 def check_process_commands(root: Path) -> tuple[list[str], list[str]]:
     """Every process script calls bin/ wrappers of subcommands that exist, with options that exist.
 
@@ -368,6 +387,10 @@ def check_process_commands(root: Path) -> tuple[list[str], list[str]]:
             unknown = sorted(options - click_options(command))
             if unknown:
                 problems.append(f"{name}: {program} is given {', '.join(unknown)}, which it does not take")
+            if program.startswith("graphimpute_"):
+                for option in sorted((options & repeated_options(process)) - click_repeatable(command) - set(unknown)):
+                    problems.append(f"{name}: {program} is given {option} once per item of a list, but takes it "
+                                    "once (not multiple=True): only the last would count")
         if not any(p.startswith("graphimpute_") for p in called):
             problems.append(f"{name}: calls no bin/graphimpute_* wrapper")
     return problems, pending
@@ -609,7 +632,9 @@ def check_emits_are_used(root: Path) -> list[str]:
 
 # ---- the keys that join samples ----------------------------------------------------------------------------
 
-SAMPLE_KEY = "meta.id"
+# The key that gathers a sample's items: meta.sample is the sample's name, also on the masked copies of
+# benchmark mode, whose meta.id is '<sample>.seed<k>'.
+SAMPLE_KEY = "meta.sample"
 
 
 def _key_expression(closure: str) -> str | None:
@@ -634,20 +659,24 @@ def _is_sample_key(key: str | None) -> bool:
 
 
 def check_join_keys(root: Path) -> list[str]:
-    """Every groupTuple and join in the workflow is keyed by the sample (meta.id, or groupKey(meta.id, n)):
-    following each channel chain, the key the last ``map`` put first is the sample's where a groupTuple
-    groups and on both sides of a join. Grouping by the whole meta (which holds the method) would give
-    every method its own EVALUATE; joining on different keys would pair nothing, or the wrong truth."""
+    """Every groupTuple and join in the workflow is keyed by the sample (meta.sample, or groupKey(meta.sample,
+    n)): following each channel chain (and the chains of the channels it joins, by name), the key the last
+    ``map`` put first is the sample's where a groupTuple groups and on both sides of a join. Grouping by the
+    whole meta (which holds the method) or by meta.id (one masked copy) would give every method or every mask
+    seed its own EVALUATE; joining on different keys would pair nothing, or the wrong truth."""
     body = blocks((root / "workflows" / "graphimpute.nf").read_text(), "workflow")["GRAPHIMPUTE"]
-    problems = []
+    problems, keys = [], {}  # keys: channel name -> the key of its items, where a map set one
     for statement, _ in _statements(sections(body)["main"]):
-        key, k = None, 0  # the key of the items along the chain, as far as it is known
+        assignment = re.match(r"^(\w+)\s*=(?!=)\s*(.*)$", statement, re.S)
+        chain = assignment.group(2) if assignment else statement
+        source = re.match(r"(\w+)\s*\.", chain)
+        key, k = (keys.get(source.group(1)) if source else None), 0  # the key along the chain, as far as known
         while True:
-            m = re.compile(r"\.(map|groupTuple|join)\s*([({])").search(statement, k)
+            m = re.compile(r"\.(map|groupTuple|join)\s*([({])").search(chain, k)
             if m is None:
                 break
-            end = _closing(statement, m.end() - 1)
-            inside = statement[m.end(): end]
+            end = _closing(chain, m.end() - 1)
+            inside = chain[m.end(): end]
             k = end + 1
             if m.group(1) == "map":
                 new = _key_expression(inside)
@@ -659,11 +688,14 @@ def check_join_keys(root: Path) -> list[str]:
                     problems.append(f"workflows/graphimpute.nf: groupTuple is keyed by {key!r}, not by the sample "
                                     f"({SAMPLE_KEY})")
             else:
+                named = re.match(r"\s*(\w+)\s*(,|$)", inside)
                 inner = re.search(r"\.map\s*\{(.*)\}", inside, re.S)
-                other = _key_expression(inner.group(1)) if inner else None
+                other = keys.get(named.group(1)) if named else _key_expression(inner.group(1)) if inner else None
                 if not (_is_sample_key(key) and _is_sample_key(other)):
                     problems.append(f"workflows/graphimpute.nf: a join of key {key!r} with key {other!r}; both "
                                     f"sides must be keyed by the sample ({SAMPLE_KEY})")
+        if assignment:
+            keys[assignment.group(1)] = key
     return problems
 
 
@@ -749,10 +781,11 @@ def check_call_arity(root: Path) -> list[str]:
 
 # ---- the DAG, from the workflow's channel wiring --------------------------------------------------------
 
-def _statements(body: str) -> list[tuple[str, tuple[str, ...]]]:
-    """(statement, enclosing if-conditions) of a workflow body, from masked text (strings blanked);
-    a statement runs on while brackets are open or the next line starts with '.'."""
-    masked = mask_groovy(body, keep_strings=False)
+def _statements(body: str, keep_strings: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """(statement, enclosing if-conditions) of a workflow body, from masked text (comments blanked, and
+    strings too unless ``keep_strings``); a statement runs on while brackets are open or the next line
+    starts with '.'."""
+    masked = mask_groovy(body, keep_strings=keep_strings)
     lines = masked.splitlines()
     statements, conditions, current, depth = [], [], "", 0
     for k, line in enumerate(lines):
@@ -827,6 +860,76 @@ def check_dag(root: Path) -> list[str]:
             problems.append(f"{step} must run only under `if ({BENCHMARK_FLAG})`")
         if step not in BENCHMARK_ONLY and conditions:
             problems.append(f"{step} runs only under {' and '.join(conditions)}; it must always run")
+    return problems
+
+
+# ---- benchmark mode: one MASK per sample and mask seed, one EVALUATE per sample ----------------------------
+
+def check_mask_seeds(root: Path) -> list[str]:
+    """Benchmark mode masks each sample once per mask seed, as `graphimpute run --benchmark --mask-seeds N`
+    does, and evaluates every seed of a sample together:
+
+    - the workflow builds the seed list from params.mask_seeds (``maskSeeds(params.seed, params.mask_seeds)``:
+      seed, seed + 1, ...; tests/test_nextflow_static.py runs the function) and MASK's input is
+      NORMALISE.out.h5ad combined with one item per seed, so MASK runs params.mask_seeds times per sample;
+    - each copy's meta is maskedMeta(meta, seed): its seed (mask_seed), its files' name '<sample>.seed<k>'
+      (id) and the sample (sample; tests/test_nextflow_static.py runs the function);
+    - the MASK module draws with meta.mask_seed, and conf/modules.config gives it no other --seed;
+    - every groupKey that gathers a sample's items counts the seeds (one truth per seed, methods x seeds
+      imputations), and EVALUATE gives each truth file its own --truth (arity '1..*': one file is a list too).
+    """
+    problems = []
+    where = "workflows/graphimpute.nf"
+    text = (root / where).read_text()
+    body = blocks(text, "workflow")["GRAPHIMPUTE"]
+    statements = [s for s, _ in _statements(sections(body)["main"], keep_strings=True)]
+    if not re.search(r"(?m)^def\s+maskSeeds\s*\(\s*\w+\s*,\s*\w+\s*\)", mask_groovy(text)):
+        problems.append(f"{where}: no function maskSeeds(seed, n_seeds) giving the mask seeds")
+    seeds = next((m.group(1) for s in statements
+                  if (m := re.fullmatch(r"(\w+)\s*=\s*maskSeeds\(\s*params\.seed\s*,\s*params\.mask_seeds\s*\)", s))),
+                 None)
+    if seeds is None:
+        problems.append(f"{where}: the mask seeds are not built from params.mask_seeds "
+                        "(seeds = maskSeeds(params.seed, params.mask_seeds))")
+        seeds = "mask_seeds"
+    assigned = {m.group(1): m.group(2) for s in statements if (m := re.fullmatch(r"(\w+)\s*=(?!=)\s*(.*)", s, re.S))}
+    call = next((m.group(1).strip() for s in statements if (m := re.fullmatch(r"MASK\s*\((.*)\)", s, re.S))), None)
+    if call is None:
+        return problems + [f"{where}: MASK is not called"]
+    chain = assigned.get(call, call)
+    if not re.match(r"NORMALISE\.out\.h5ad\s*\.combine\(\s*channel\.fromList\(\s*" + re.escape(seeds) + r"\s*\)\s*\)",
+                    chain.strip()):
+        problems.append(f"{where}: MASK's input is not NORMALISE.out.h5ad.combine(channel.fromList({seeds})): one "
+                        "MASK per sample and mask seed")
+    closure = re.search(r"\.map\s*\{\s*(\w+)\s*,\s*(\w+)\s*,\s*(\w+)\s*->\s*\[\s*maskedMeta\(\s*\1\s*,\s*\3\s*\)"
+                        r"\s*,\s*\2\s*\]\s*\}", chain)
+    if closure is None:
+        problems.append(f"{where}: MASK's input is not mapped with {{ meta, h5ad, mask_seed -> [maskedMeta(meta, "
+                        "mask_seed), h5ad] }} (the meta of one masked copy)")
+    if not re.search(r"(?m)^def\s+maskedMeta\s*\(", mask_groovy(text)):
+        problems.append(f"{where}: no function maskedMeta(meta, mask_seed)")
+    mask = processes(root).get("MASK")
+    if mask is not None and not re.search(r"--seed \$\{meta\.mask_seed\}", _command_text(mask, "graphimpute_mask")):
+        problems.append("MASK (modules/local/mask/main.nf): graphimpute_mask is not given --seed ${meta.mask_seed}")
+    if "--seed" in ext_args_options(root, "MASK"):
+        problems.append("conf/modules.config: MASK's ext.args passes --seed; the seed is the task's meta.mask_seed")
+    main = " ".join(statements)
+    sizes = re.findall(r"groupKey\(\s*[\w.]+\s*,\s*((?:[^()]|\(\))*)\)", main)
+    if not sizes:
+        problems.append(f"{where}: no groupKey gathers a sample's items")
+    for size in sizes:
+        if f"{seeds}.size()" not in size:
+            problems.append(f"{where}: groupKey(..., {size.strip()}) does not count the mask seeds ({seeds}.size())")
+    evaluate = processes(root).get("EVALUATE")
+    if evaluate is not None:
+        inputs = mask_groovy(evaluate.parts.get("input", ""), keep_strings=True)
+        if not re.search(r"path\(\s*truth\b[^)]*arity:\s*'1\.\.\*'", inputs):
+            problems.append("EVALUATE (modules/local/evaluate/main.nf): the truth input is not declared with "
+                            "arity: '1..*' (one file per mask seed, a list even when there is one)")
+        if "--truth" not in repeated_options(evaluate) or re.search(r"--truth \$\{?truth\b",
+                                                                    evaluate.parts.get("script", "")):
+            problems.append("EVALUATE (modules/local/evaluate/main.nf): the truth files are not passed one --truth "
+                            "each (truth.collect { path -> \"--truth ${path}\" })")
     return problems
 
 
@@ -1036,7 +1139,7 @@ binding.setVariable('workflow', [manifest: [name: 'graphimpute', version: '0.1.0
 
 
 def run_groovy_functions(root: Path, nf_file: str, driver: str) -> dict:
-    """Run the functions of ``nf_file`` (its workflow blocks removed) under stand-ins for Nextflow's
+    """Run the functions of ``nf_file`` (its workflow blocks and includes removed) under stand-ins for Nextflow's
     file(), error(), log and workflow; ``driver`` is Groovy that fills a map ``out``, printed as JSON."""
     import tempfile
 
@@ -1045,6 +1148,7 @@ def run_groovy_functions(root: Path, nf_file: str, driver: str) -> dict:
     for m in reversed(list(re.finditer(r"(?m)^\s*workflow\s+\w*\s*\{", masked))):
         end = matching_brace(masked, m.end() - 1)
         text = text[: m.start()] + "\n" * text[m.start(): end + 1].count("\n") + text[end + 1:]
+    text = re.sub(r"(?m)^include\s*\{[^}]*\}\s*from\s*'[^']*'[ \t]*$", "", text)  # includes: Nextflow's, not Groovy's
     script = text + GROOVY_STAND_INS + "def out = [:]\n" + driver + "\nout.warnings = warnings\n" \
         "println groovy.json.JsonOutput.toJson(out)\n"
     with tempfile.TemporaryDirectory() as folder:

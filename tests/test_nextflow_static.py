@@ -87,6 +87,9 @@ def test_every_step_process_is_checked():
      "IMPUTE: graphimpute_impute is given --parameter"),
     ("modules/local/multiqc/main.nf", "--no-render", "--no-html", "MULTIQC: graphimpute_report is given --no-html"),
     ("modules/local/multiqc/main.nf", "--force", "--forced", "MULTIQC: multiqc is given --forced"),
+    # one --label-key per truth file: graphimpute evaluate takes --label-key once (--truth: multiple=True)
+    ("modules/local/evaluate/main.nf", '"--truth ${path}"', '"--label-key ${path}"',
+     "EVALUATE: graphimpute_evaluate is given --label-key once per item of a list"),
 ])
 def test_command_check_catches_planted_mistakes(copy, relative, old, new, expected):
     plant(copy, relative, old, new)
@@ -203,8 +206,8 @@ def test_dag_is_qc_normalise_mask_graph_impute_evaluate_multiqc():
     ("GRAPH(ch_graph_input)", "GRAPH(QC.out.h5ad)", "GRAPH takes input from QC"),
     ("IMPUTE(ch_impute_input.other)", "IMPUTE(ch_impute_input.other.mix(EVALUATE.out.tsv))",
      "IMPUTE takes input from EVALUATE"),
-    ("        MASK(NORMALISE.out.h5ad)\n", "", "MASK is not called"),
-    ("    if (benchmark) {\n        MASK(", "    if (true) {\n        MASK(", "MASK must run only under"),
+    ("        MASK(ch_mask_input)\n", "", "MASK is not called"),
+    ("    if (benchmark) {\n        ch_mask_input", "    if (true) {\n        ch_mask_input", "MASK must run only under"),
     ("GRAPH(ch_graph_input)", "GRAPH(ch_graph_input.combine(ch_methods_spec).map { meta, h5ad, _m -> [meta, h5ad] })",
      "GRAPH takes input from TAKE"),
     ("        ch_graph_input   = MASK.out.h5ad\n", "", "GRAPH does not take input from MASK"),
@@ -482,14 +485,54 @@ def test_every_group_and_join_is_keyed_by_the_sample():
 
 
 @pytest.mark.parametrize("old, new, expected", [
-    ("groupKey(meta.id, n_methods)", "groupKey(meta, n_methods)", "groupTuple is keyed by 'groupKey(meta, n_methods)'"),
-    ("[meta.id, meta, truth]", "[meta, meta, truth]", "a join of key 'meta.id' with key 'meta'"),
-    ("[key.getGroupTarget(), imputed]", "[imputed, key]", "a join of key 'imputed' with key 'meta.id'"),
+    ("groupKey(meta.sample, n_methods * mask_seeds.size())", "groupKey(meta, n_methods * mask_seeds.size())",
+     "groupTuple is keyed by 'groupKey(meta, n_methods * mask_seeds.size())'"),
+    # by the masked copy (meta.id = <sample>.seed<k>): one EVALUATE per mask seed, each with one truth
+    ("groupKey(meta.sample, mask_seeds.size())", "groupKey(meta.id, mask_seeds.size())",
+     "groupTuple is keyed by 'groupKey(meta.id, mask_seeds.size())'"),
+    ("[key.getGroupTarget(), sampleMeta(metas[0]), truths]", "[sampleMeta(metas[0]), key, truths]",
+     "a join of key 'meta.sample' with key 'sampleMeta(metas[0])'"),
+    ("[key.getGroupTarget(), imputed]", "[imputed, key]", "a join of key 'imputed' with key 'meta.sample'"),
 ])
 def test_key_check_catches_planted_mistakes(copy, old, new, expected):
     plant(copy, "workflows/graphimpute.nf", old, new)
     problems = checks.check_join_keys(copy)
     assert any(expected in p for p in problems), problems
+
+
+# ---- benchmark mode: one MASK per sample and mask seed, one EVALUATE per sample ---------------------------
+
+def test_benchmark_masks_each_sample_once_per_mask_seed():
+    """MASK runs params.mask_seeds times per sample (NORMALISE.out.h5ad x the seed list built from
+    params.mask_seeds), each with the seed in its meta; EVALUATE waits for methods x seeds imputations and
+    passes every seed's truth with its own --truth."""
+    assert checks.check_mask_seeds(ROOT) == []
+    assert "--seed" not in checks.ext_args_options(ROOT, "MASK")
+    assert "--truth" in checks.repeated_options(checks.processes(ROOT)["EVALUATE"])
+
+
+@pytest.mark.parametrize("relative, old, new, expected", [
+    ("workflows/graphimpute.nf", "maskSeeds(params.seed, params.mask_seeds)", "maskSeeds(params.seed, 1)",
+     "workflows/graphimpute.nf: the mask seeds are not built from params.mask_seeds"),
+    ("workflows/graphimpute.nf", "            .combine(channel.fromList(mask_seeds))\n", "",
+     "workflows/graphimpute.nf: MASK's input is not NORMALISE.out.h5ad.combine(channel.fromList(mask_seeds))"),
+    ("workflows/graphimpute.nf", "[maskedMeta(meta, mask_seed), h5ad]", "[meta, h5ad]",
+     "workflows/graphimpute.nf: MASK's input is not mapped with"),
+    ("modules/local/mask/main.nf", "--seed ${meta.mask_seed}", "--seed 0",
+     "MASK (modules/local/mask/main.nf): graphimpute_mask is not given --seed ${meta.mask_seed}"),
+    ("conf/modules.config", '--fraction ${params.mask_fraction}"', '--fraction ${params.mask_fraction} --seed ${params.seed}"',
+     "conf/modules.config: MASK's ext.args passes --seed"),
+    ("workflows/graphimpute.nf", "groupKey(meta.sample, n_methods * mask_seeds.size())", "groupKey(meta.sample, n_methods)",
+     "workflows/graphimpute.nf: groupKey(..., n_methods) does not count the mask seeds"),
+    ("modules/local/evaluate/main.nf", ", arity: '1..*')\n", ")\n",
+     "EVALUATE (modules/local/evaluate/main.nf): the truth input is not declared with arity"),
+    ("modules/local/evaluate/main.nf", "        ${truths} \\\\\n", "        --truth ${truth} \\\\\n",
+     "EVALUATE (modules/local/evaluate/main.nf): the truth files are not passed one --truth each"),
+])
+def test_mask_seed_check_catches_planted_mistakes(copy, relative, old, new, expected):
+    plant(copy, relative, old, new)
+    problems = checks.check_mask_seeds(copy)
+    assert any(p.startswith(expected) for p in problems), problems
 
 
 def test_changing_methods_does_not_change_graphs_inputs():
@@ -621,3 +664,69 @@ out.new_gpu = check([use_gpu: true, container_registry: 'registry.example.org/la
     assert "pull images from a registry: give --container_registry" in out["cloud"]["errors"][0]
     assert "the conda environment has the CPU build of PyTorch" in out["conda_gpu"]["errors"][0]
     assert out["old_gpu"]["errors"] == [] and "Nextflow 25.10.2" in out["old_gpu"]["warnings"][0]
+
+
+@groovy
+def test_mask_seeds_and_file_names_are_those_of_graphimpute_run(tmp_path, monkeypatch):
+    """The workflow's own maskSeeds, maskedMeta and sampleMeta (run as Groovy) give the seeds and the
+    names `graphimpute run --benchmark` uses: one masked copy per seed --seed, --seed + 1, ... (text from the
+    command line included), files <sample>.seed<k>[.<method>].h5ad, and one EVALUATE per sample."""
+    from graphimpute import pipeline
+
+    driver = """
+out.seeds = maskSeeds('5', '3')
+out.one = maskSeeds(0, 1)
+def sample = [id: 'pbmc', format: 'h5ad', label_key: 'cell_type', layer: '']
+def copies = out.seeds.collect { seed -> maskedMeta(sample, seed) }
+out.copies = copies
+out.sample_meta = sampleMeta(copies[1])
+"""
+    out = checks.run_groovy_functions(ROOT, "workflows/graphimpute.nf", driver)
+    assert out["seeds"] == [5, 6, 7] and out["one"] == [0]
+    assert [copy["id"] for copy in out["copies"]] == ["pbmc.seed5", "pbmc.seed6", "pbmc.seed7"]
+    assert all(copy["sample"] == "pbmc" and copy["label_key"] == "cell_type" for copy in out["copies"])
+    assert [copy["mask_seed"] for copy in out["copies"]] == out["seeds"]
+    assert out["sample_meta"] == {"id": "pbmc", "format": "h5ad", "label_key": "cell_type", "layer": "", "sample": "pbmc"}
+
+    # `graphimpute run --benchmark --seed 5 --mask-seeds 3`, its steps replaced by stand-ins that only record
+    calls = []
+    for name in ("qc_step", "normalise_step", "mask_step", "graph_step", "impute_step", "evaluate_step", "report_step"):
+        monkeypatch.setattr(pipeline, name, lambda *args, _name=name, **kwargs: calls.append((_name, args, kwargs)))
+    options = pipeline.RunOptions(methods=["none", "gene_mean"], sample="pbmc", benchmark=True, mask_seeds=3,
+                                  ctx=pipeline.RunContext(seed=5))
+    written = pipeline.run(tmp_path / "pbmc.h5ad", tmp_path, options)
+    run_files = {str(path.relative_to(tmp_path)) for key, path in written.items()
+                 if key.split(".")[0] in ("mask", "truth", "graph", "impute", "evaluate")}
+    # the pipeline's names: MASK, GRAPH: ${meta.id}.h5ad (MASK also .truth.h5ad), IMPUTE: ${meta.id}.${meta.method}.h5ad
+    # (test_steps_publish_where_graphimpute_run_writes holds those prefixes), EVALUATE: the sample's id
+    pipeline_files = {f"evaluate/{out['sample_meta']['id']}.summary.json"}
+    for copy in out["copies"]:
+        pipeline_files |= {f"mask/{copy['id']}.h5ad", f"mask/{copy['id']}.truth.h5ad", f"graph/{copy['id']}.h5ad"}
+        pipeline_files |= {f"impute/{copy['id']}.{method}.h5ad" for method in options.methods}
+    assert pipeline_files == run_files
+    assert [kwargs["seed"] for name, _, kwargs in calls if name == "mask_step"] == out["seeds"]
+    assert [name for name, _, _ in calls].count("evaluate_step") == 1
+
+
+@groovy
+def test_methods_auto_is_refused_at_start():
+    """--methods auto is `graphimpute run` only: the initialisation stops the run with one message that
+    says so, whatever else the list holds; other lists pass."""
+    driver = """
+out.auto = methodsProblem('auto')
+out.mixed = methodsProblem('none, auto')
+out.named = methodsProblem('none,scvgae')
+out.all = methodsProblem('all')
+out.autoencoder = methodsProblem('autoencoder')
+"""
+    out = checks.run_groovy_functions(ROOT, "subworkflows/local/pipeline_initialisation/main.nf", driver)
+    assert out["auto"] == out["mixed"]
+    assert out["auto"].startswith("--methods auto is not supported by the Nextflow pipeline")
+    assert "`graphimpute run --methods auto`" in out["auto"]
+    assert out["named"] is None and out["all"] is None and out["autoencoder"] is None
+    # called on every run before any task, at the top level of the start-up (not only with --validate_params)
+    init = checks.blocks((ROOT / "subworkflows/local/pipeline_initialisation/main.nf").read_text(), "workflow")
+    main = checks.sections(init["PIPELINE_INITIALISATION"])["main"]
+    assert re.search(r"(?m)^    def (\w+) = methodsProblem\(options\.methods\)\n    if \(\1\) \{\n        error\(\1\)",
+                     main), main
+

@@ -2,7 +2,9 @@
  * The graphimpute DAG:
  *   samplesheet check -> QC -> NORMALISE -> [MASK] -> GRAPH -> IMPUTE | IMPUTE_TRAIN (sample x method)
  *   -> [EVALUATE] -> MULTIQC
- * MASK and EVALUATE run in benchmark mode only (--benchmark). Methods that train go to IMPUTE_TRAIN, the
+ * MASK and EVALUATE run in benchmark mode only (--benchmark): MASK once per sample and mask seed
+ * (--mask_seeds), GRAPH and IMPUTE on each masked copy, EVALUATE once per sample over every seed and
+ * method, as `graphimpute run --benchmark` does. Methods that train go to IMPUTE_TRAIN, the
  * only process with the GPU label; the others to IMPUTE. Each process calls one bin/ wrapper of one
  * `graphimpute` subcommand; `graphimpute run` does the same steps in one process.
  */
@@ -42,26 +44,36 @@ workflow GRAPHIMPUTE {
     ch_versions      = ch_versions.mix(NORMALISE.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(NORMALISE.out.mqc)
 
-    // Benchmark mode hides counts before the graphs are built; only EVALUATE reads the truth.
+    // Benchmark mode hides counts before the graphs are built, once per mask seed, as `graphimpute run
+    // --benchmark` does: seeds params.seed, params.seed + 1, ..., params.seed + params.mask_seeds - 1. Each
+    // masked copy is its own item from here on: meta.id = '<sample>.seed<k>' names its files (mask/, graph/,
+    // impute/), meta.sample keeps the sample and meta.mask_seed the seed MASK draws with. Only EVALUATE
+    // reads the truth.
+    mask_seeds     = maskSeeds(params.seed, params.mask_seeds)
     ch_graph_input = NORMALISE.out.h5ad
     ch_truth       = channel.empty()
     ch_evaluated   = channel.empty()
     if (benchmark) {
-        MASK(NORMALISE.out.h5ad)
+        ch_mask_input = NORMALISE.out.h5ad
+            .combine(channel.fromList(mask_seeds))
+            .map { meta, h5ad, mask_seed -> [maskedMeta(meta, mask_seed), h5ad] }
+        MASK(ch_mask_input)
         ch_graph_input   = MASK.out.h5ad
         ch_truth         = MASK.out.truth
         ch_versions      = ch_versions.mix(MASK.out.versions)
         ch_multiqc_files = ch_multiqc_files.mix(MASK.out.mqc)
     }
 
-    // The graphs every method shares (PCA, the kNN cell graph), once per sample. Which methods run is no
-    // input of GRAPH: each IMPUTE task builds its method's own graphs, so changing --methods under -resume
-    // reuses GRAPH and every imputation still asked for, and runs only the new ones and EVALUATE.
+    // The graphs every method shares (PCA, the kNN cell graph), once per sample (per masked copy in benchmark
+    // mode). Which methods run is no input of GRAPH: each IMPUTE task builds its method's own graphs, so
+    // changing --methods under -resume reuses GRAPH and every imputation still asked for, and runs only the
+    // new ones and EVALUATE.
     GRAPH(ch_graph_input)
     ch_versions      = ch_versions.mix(GRAPH.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(GRAPH.out.mqc)
 
-    // Fan out: every sample x every method; methods that train to IMPUTE_TRAIN (the GPU label).
+    // Fan out: every sample (every masked copy) x every method; methods that train to IMPUTE_TRAIN (the GPU
+    // label).
     ch_impute_input = GRAPH.out.h5ad
         .combine(ch_methods)
         .combine(ch_method_params)
@@ -78,17 +90,24 @@ workflow GRAPHIMPUTE {
     ch_versions      = ch_versions.mix(IMPUTE.out.versions, IMPUTE_TRAIN.out.versions)
     ch_multiqc_files = ch_multiqc_files.mix(IMPUTE.out.mqc, IMPUTE_TRAIN.out.mqc)
 
-    // Gather: every method of a sample, with that sample's truth, both keyed by the sample (meta.id).
-    // groupKey tells groupTuple how many methods to wait for, so each sample's EVALUATE starts as soon
-    // as its own imputations are done.
+    // Gather, by the sample (meta.sample): every method's imputation of every masked copy, and the truth of
+    // every copy. groupKey tells groupTuple how many to wait for (methods x mask seeds; mask seeds), so each
+    // sample's EVALUATE starts as soon as its own imputations are done. EVALUATE pairs each imputation with
+    // the truth of its own mask seed (recorded in the file), and its meta is the sample's.
     if (benchmark) {
+        ch_truths = ch_truth
+            .map { meta, truth -> [groupKey(meta.sample, mask_seeds.size()), meta, truth] }
+            .groupTuple()
+            .map { key, metas, truths -> [key.getGroupTarget(), sampleMeta(metas[0]), truths] }
         ch_evaluate_input = ch_imputed
             .combine(ch_methods.count())
-            .map { meta, h5ad, n_methods -> [groupKey(meta.id, n_methods), h5ad] }
+            .map { meta, h5ad, n_methods -> [groupKey(meta.sample, n_methods * mask_seeds.size()), h5ad] }
             .groupTuple()
             .map { key, imputed -> [key.getGroupTarget(), imputed] }
-            .join(ch_truth.map { meta, truth -> [meta.id, meta, truth] }, failOnMismatch: true)
-            .map { _id, imputed, meta, truth -> [meta, imputed.sort { path -> path.name }, truth] }
+            .join(ch_truths, failOnMismatch: true)
+            .map { _sample, imputed, meta, truths ->
+                [meta, imputed.sort { path -> path.name }, truths.sort { path -> path.name }]
+            }
         EVALUATE(ch_evaluate_input)
         ch_versions      = ch_versions.mix(EVALUATE.out.versions)
         ch_evaluated     = EVALUATE.out.results.flatMap { _meta, tables, jsons -> tables + jsons }
@@ -117,4 +136,24 @@ workflow GRAPHIMPUTE {
         .mix(MULTIQC.out.versions.map { path -> path.text.trim() })
         .collectFile(name: 'graphimpute_software_mqc_versions.yml', storeDir: "${params.outdir}/pipeline_info",
                      newLine: true, sort: true)
+}
+
+/*
+ * The mask seeds of `graphimpute run --benchmark --mask-seeds N --seed S`: S, S + 1, ..., S + N - 1 (one MASK
+ * task per sample and seed). Values given on the command line may arrive as text under the strict syntax.
+ */
+def maskSeeds(seed, n_seeds) {
+    def first = seed.toString().toInteger()
+    return (0..<n_seeds.toString().toInteger()).collect { k -> first + k }
+}
+
+// The meta of one masked copy of a sample: id '<sample>.seed<k>' names its files (as `graphimpute run`
+// names them), sample keeps the sample's name, mask_seed is the seed MASK draws with.
+def maskedMeta(meta, mask_seed) {
+    return meta + [id: "${meta.id}.seed${mask_seed}".toString(), sample: meta.id, mask_seed: mask_seed]
+}
+
+// The meta of a whole sample, from the meta of one of its masked copies: the sample's id, no mask seed.
+def sampleMeta(meta) {
+    return meta.findAll { name, _value -> name != 'mask_seed' } + [id: meta.sample]
 }

@@ -1,3 +1,7 @@
+/*
+ * MASK: one masked copy of one sample, drawn with the mask seed meta.mask_seed (benchmark mode runs one task
+ * per sample and mask seed; meta.id, '<sample>.seed<k>', names the outputs as `graphimpute run` does).
+ */
 process MASK {
     tag "$meta.id"
     label 'process_medium'
@@ -5,7 +9,7 @@ process MASK {
     conda "${moduleDir}/../../../containers/environment.yml"
 
     input:
-    tuple val(meta), path(h5ad, stageAs: 'input/*')  // normalised counts
+    tuple val(meta), path(h5ad, stageAs: 'input/*')  // normalised counts; meta.mask_seed: the mask seed
 
     output:
     tuple val(meta), path("${prefix}.h5ad")      , emit: h5ad
@@ -25,6 +29,7 @@ process MASK {
         ${h5ad} \\
         --output ${prefix}.h5ad \\
         --truth ${prefix}.truth.h5ad \\
+        --seed ${meta.mask_seed} \\
         --threads ${task.cpus} \\
         --log-file ${prefix}.mask.log \\
         --quiet \\

@@ -1,6 +1,6 @@
 /*
  * Start-up: --version, --help (from nextflow_schema.json), parameter checks against the schema, the
- * software checks (images, GPUs), the parameter summary (log and MultiQC), and --method_params. Plain
+ * refusal of --methods auto (graphimpute run only), the software checks (images, GPUs), the parameter summary (log and MultiQC), and --method_params. Plain
  * Groovy, no plugin: the pipeline runs on clusters that cannot download one.
  */
 
@@ -21,6 +21,10 @@ workflow PIPELINE_INITIALISATION {
     }
     if (options.validate_params) {
         validateParameters(schema, options)
+    }
+    def unsupported = methodsProblem(options.methods)
+    if (unsupported) {
+        error(unsupported)
     }
     def software = softwareProblems(options, workflow.containerEngine, workflow.profile,
                                     workflow.workDir.toUriString(), workflow.nextflow.version.toString())
@@ -137,6 +141,21 @@ def validateParameters(schema, parameters) {
 
 def camelCase(name) {
     return name.replaceAll(/[_-]([a-z])/) { _match, letter -> letter.toUpperCase() }
+}
+
+// Why the pipeline cannot run these --methods, or null. `auto` is `graphimpute run`'s own selection (it
+// scores the candidates by molecular cross-validation on the input, then imputes with the winner in the
+// same process); the pipeline imputes with the methods it is given, so it refuses `auto` here, before any
+// task, whatever else the list holds.
+def methodsProblem(methods) {
+    def names = (methods ?: '').toString().tokenize(',').collect { name -> name.trim() }
+    if (!('auto' in names)) {
+        return null
+    }
+    return ("--methods auto is not supported by the Nextflow pipeline: it is `graphimpute run --methods auto` " +
+            "only (it chooses one method by molecular cross-validation on your data and imputes with it). " +
+            "Run `graphimpute run --input <counts> --outdir <folder> --methods auto` instead, or give the " +
+            "pipeline methods by name (or 'all') and compare them with --benchmark")
 }
 
 // ---- command-line values as the schema's types ----------------------------------------------------------

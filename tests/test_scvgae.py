@@ -59,7 +59,7 @@ def small_graph(small) -> ad.AnnData:
 
 
 def _params(**overrides):
-    return methods.resolve_params(scvgae.METHOD, {"epochs": 6, **overrides})
+    return methods.resolve_params(scvgae.METHOD, {"max_epochs": 6, **overrides})
 
 
 def _ring(n: int) -> sp.csr_matrix:
@@ -71,7 +71,7 @@ def test_registered_with_paper_defaults_and_graph():
     method = methods.get("scvgae")
     d = method.defaults
     assert (d["hidden"], d["decoder_hidden"], d["encoder_dropout"], d["decoder_dropout"]) == (128, 1024, 0.2, 0.4)
-    assert (d["alpha"], d["lr"], d["epochs"], d["variational"]) == (0.05, 5e-4, 100, False)
+    assert (d["alpha"], d["lr"], d["max_epochs"], d["variational"]) == (0.05, 5e-4, 100, False)
     (spec,) = method.graphs
     assert (spec.key, spec.kind, spec.params["percentile"]) == (GRAPH_KEY, "percentile", 85.0)
     assert spec.params["fallback"] == {"kind": "knn", "n_neighbors": 30, "n_pcs": 50, "symmetrise": True}
@@ -150,7 +150,7 @@ def test_percentile_graph_with_filters_matches_brute_force(small):
 
 
 def test_train_lowers_loss_and_output_is_expected_counts(small_graph):
-    result = methods.get("scvgae").impute(small_graph, _params(epochs=10), RunContext(progress=False))
+    result = methods.get("scvgae").impute(small_graph, _params(max_epochs=10), RunContext(progress=False))
     losses = [row["train_loss"] for row in result.history["epochs"]]
     assert len(losses) == 10 and losses[-1] < losses[0]
     assert {"train_mse", "train_zinb"} <= set(result.history["epochs"][0])
@@ -179,7 +179,7 @@ def test_back_transform_inverts_eq1():
 
 def test_same_seed_same_output_on_cpu(small_graph):
     ctx = RunContext(seed=3, device="cpu", progress=False)
-    params = _params(epochs=3)
+    params = _params(max_epochs=3)
     first = methods.get("scvgae").impute(small_graph, params, ctx).imputed
     second = methods.get("scvgae").impute(small_graph, params, ctx).imputed
     other = methods.get("scvgae").impute(small_graph, params, RunContext(seed=4, device="cpu", progress=False)).imputed
@@ -188,7 +188,7 @@ def test_same_seed_same_output_on_cpu(small_graph):
 
 
 def test_variational_option_trains_with_kl(small_graph):
-    result = methods.get("scvgae").impute(small_graph, _params(epochs=3, variational=True), RunContext(progress=False))
+    result = methods.get("scvgae").impute(small_graph, _params(max_epochs=3, variational=True), RunContext(progress=False))
     assert all(np.isfinite(row["train_kl"]) for row in result.history["epochs"])
     assert np.isfinite(result.imputed).all() and (result.imputed >= 0).all()
 
@@ -220,7 +220,7 @@ def test_percentile_limit_falls_back_to_knn(small, monkeypatch, caplog):
     graph = adata.obsp[GRAPH_KEY]
     assert (graph != graph.T).nnz == 0 and (graph.sum(axis=1) >= 30).all()
     with caplog.at_level(logging.WARNING):
-        result = methods.get("scvgae").impute(adata, _params(epochs=2), RunContext(progress=False))
+        result = methods.get("scvgae").impute(adata, _params(max_epochs=2), RunContext(progress=False))
     assert "limited to 100 cells" in result.info["graph_fallback"]
     assert result.info["graph"]["kind"] == "knn"
     assert any("not the paper's percentile graph" in r.getMessage() for r in caplog.records)

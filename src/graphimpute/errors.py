@@ -20,3 +20,7 @@ class DeviceError(GraphImputeError):
 
 class ResourceError(GraphImputeError):
     """A run would not fit in memory, or a graph would be too large to build."""
+
+
+class CheckpointError(GraphImputeError):
+    """A checkpoint cannot be resumed: it was made for other data, parameters, seed or version."""

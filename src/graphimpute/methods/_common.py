@@ -1,5 +1,6 @@
 """Small pieces the neural methods share: reading a declared graph, splitting cells, a training
-configuration from the run context. Not a method (not in the registry)."""
+configuration from the run context (where checkpoints go and what they must match). Not a method
+(not in the registry)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from graphimpute import train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import GraphSpec, RunContext
-from graphimpute.train import TrainConfig
 
 
 def dense_counts(adata) -> np.ndarray:
@@ -45,9 +46,40 @@ def split_cells(n_cells: int, fractions: tuple[float, ...], rng: np.random.Gener
     return [np.sort(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def train_config(ctx: RunContext, name: str, **settings) -> TrainConfig:
-    """A TrainConfig carrying the run's checkpoint, resume and progress settings; checkpoints go to
-    ``<workdir>/<method name>`` so that methods sharing a workdir do not overwrite each other."""
-    checkpoint_dir = Path(ctx.workdir) / name if ctx.workdir is not None else None
-    return TrainConfig(checkpoint_every=ctx.checkpoint_every, checkpoint_dir=checkpoint_dir, resume=ctx.resume,
-                       progress=ctx.progress, desc=name, **settings)
+def run_fingerprint(adata, method: str, params: dict, ctx: RunContext, *, reads: tuple[str, ...] = ()) -> dict | None:
+    """What this run trains on, for its checkpoints (``train.run_fingerprint``): the hash of
+    ``adata.X``, the cell and gene names and the inputs named in ``reads`` (keys of ``obsp``, ``varp``
+    or ``obs`` the method uses: its graphs, size factors), plus method, parameters and seed.
+
+    None when the run neither writes nor resumes checkpoints, so that the hash costs nothing then."""
+    if ctx.workdir is None or not (ctx.checkpoint_every or ctx.resume):
+        return None
+    extra = {}
+    for key in reads:
+        for store in (adata.obsp, adata.varp):
+            if key in store:
+                extra[key] = store[key]
+        if key in adata.obs:
+            extra[key] = adata.obs[key].to_numpy()
+    data = train.input_fingerprint(adata.X, adata.obs_names, adata.var_names, extra)
+    return train.run_fingerprint(data=data, method=method, params=params, seed=ctx.seed)
+
+
+def checkpoint_dir(ctx: RunContext, method: str, part: str | None = None) -> Path | None:
+    """The one place that decides where a method's checkpoints go: ``<workdir>/<method>[/<part>]``
+    (``part``: one of several models of one run, e.g. cnnImpute's ``cluster0_block1``), so that
+    methods sharing a workdir never read or overwrite each other's checkpoint."""
+    if ctx.workdir is None:
+        return None
+    path = Path(ctx.workdir) / method
+    return path / part if part else path
+
+
+def train_config(ctx: RunContext, name: str, fingerprint: dict | None, *, part: str | None = None,
+                 **settings) -> train.TrainConfig:
+    """A TrainConfig carrying the run's checkpoint, resume and progress settings: checkpoints under
+    ``checkpoint_dir(ctx, name, part)``, stamped with ``fingerprint`` (``run_fingerprint``), which a
+    resume must match. Every method that trains builds its TrainConfig here."""
+    desc = settings.pop("desc", f"{name} {part}" if part else name)
+    return train.TrainConfig(checkpoint_every=ctx.checkpoint_every, checkpoint_dir=checkpoint_dir(ctx, name, part),
+                       resume=ctx.resume, progress=ctx.progress, desc=desc, fingerprint=fingerprint, **settings)

@@ -34,6 +34,7 @@ from torch import nn
 
 from graphimpute import train
 from graphimpute.methods._base import ImputeResult, Method
+from graphimpute.methods._common import run_fingerprint, train_config
 from graphimpute.methods._cnnimpute_dropout import dropout_probability, fit_mixture, log10_cpm, valid_genes
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     scale = 1e6 / np.where(library > 0, library, 1.0)
     lognorm = np.log1p(counts * scale[:, None].astype(np.float32))
     timing = {}
+    fingerprint = run_fingerprint(adata, "cnnimpute", params, ctx)  # one hash for every block's checkpoint
 
     t0 = time.perf_counter()
     labels, cluster_info = cluster_cells(lognorm, params=params, seed=ctx.seed)
@@ -77,8 +79,8 @@ def impute(adata, params, ctx) -> ImputeResult:
             skipped.append({"cluster": c, "n_cells": int(cells.size), "n_missing": int(missing[cells].sum())})
             continue
         for b, (targets, inputs) in enumerate(gene_blocks(lognorm[cells], missing[cells], usable[c], params)):
-            pred, history = fit_block(lognorm[cells], missing[cells], targets, inputs, params=params,
-                                      device=device, ctx=ctx, name=f"cluster{c}_block{b}")
+            pred, history = fit_block(lognorm[cells], missing[cells], targets, inputs, params=params, device=device,
+                                      ctx=ctx, name=f"cluster{c}_block{b}", fingerprint=fingerprint)
             hole = missing[np.ix_(cells, targets)]
             rows, cols = np.nonzero(hole)  # back from log CPM to the cell's count scale
             imputed[cells[rows], targets[cols]] = np.expm1(pred[rows, cols].astype(np.float64)) / scale[cells[rows]]
@@ -300,7 +302,7 @@ def masked_mse(module: nn.Module, batch) -> dict[str, torch.Tensor]:
     return {"loss": err.sum() / observed.sum().clamp(min=1.0)}
 
 
-def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name):
+def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name, fingerprint=None):
     """Train one model for one (cluster, block) and predict the block for every cell of the cluster."""
     n_targets, n_inputs = params["n_targets"], params["n_targets"] * params["n_inputs_per_target"]
     if params["trim_padding"]:  # input as long as the genes chosen, but long enough that the pooled
@@ -333,10 +335,8 @@ def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name):
         for i in range(0, fit.size, batch):
             yield [t[perm[i:i + batch]] for t in train_set]
 
-    workdir = ctx.workdir / "cnnimpute" / name if ctx.workdir else None
-    config = train.TrainConfig(max_epochs=params["max_epochs"], lr=params["lr"], patience=params["patience"],
-                               progress=ctx.progress, desc=f"cnnImpute {name}", fused_adam=True, checkpoint_dir=workdir,
-                               checkpoint_every=ctx.checkpoint_every if workdir else None, resume=ctx.resume)
+    config = train_config(ctx, "cnnimpute", fingerprint, part=name, max_epochs=params["max_epochs"], lr=params["lr"],
+                          patience=params["patience"], fused_adam=True)
     history = train.fit(module, masked_mse, config=config, device=device, train_data=train_batches,
                         val_data=lambda: [val_set])
     with torch.no_grad():

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from graphimpute import train
 from graphimpute.methods._base import ImputeResult, Method
 from graphimpute.methods._baseline import dense_counts, output_scale_info, to_input_library
+from graphimpute.methods._common import run_fingerprint, train_config
 from graphimpute.nn.losses import zinb_nll
 
 MEAN_RANGE = (1e-5, 1e6)  # DCA's MeanAct clip
@@ -99,10 +100,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         return epoch
 
     model = ZINBAutoencoder(counts.shape[1], hidden=tuple(params["hidden"])).to(device)
-    config = train.TrainConfig(max_epochs=params["max_epochs"], lr=params["lr"], patience=params["patience"],
-                               grad_clip=params["grad_clip"] or None, progress=ctx.progress, desc="dca",
-                               checkpoint_every=ctx.checkpoint_every, resume=ctx.resume,
-                               checkpoint_dir=ctx.workdir / "dca" if ctx.workdir else None)
+    config = train_config(ctx, "dca", run_fingerprint(adata, "dca", params, ctx), max_epochs=params["max_epochs"],
+                          lr=params["lr"], patience=params["patience"], grad_clip=params["grad_clip"] or None)
     history = train.fit(model, zinb_loss, config=config, device=device, train_data=batches(train_idx, True),
                         val_data=batches(val_idx, False) if n_val else None)
 

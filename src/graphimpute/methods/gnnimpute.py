@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from graphimpute import graphs, normalise, train
 from graphimpute.methods._base import ImputeResult, Method
-from graphimpute.methods._common import cell_graph, dense_counts, split_cells, train_config
+from graphimpute.methods._common import cell_graph, dense_counts, run_fingerprint, split_cells, train_config
 from graphimpute.methods.scgnn import PCA_KNN5  # the same graph: both papers build PCA(50) -> 5-NN
 from graphimpute.monitor import require_memory
 
@@ -139,7 +139,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         index = cells[split]
         return {"loss": F.mse_loss(module(inputs, edge_index)[index], targets[index])}
 
-    config = train_config(ctx, "gnnimpute", max_epochs=params["max_epochs"], lr=params["lr"],
+    fingerprint = run_fingerprint(adata, "gnnimpute", params, ctx, reads=(PCA_KNN5.key,))
+    config = train_config(ctx, "gnnimpute", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
                           weight_decay=params["weight_decay"], patience=params["patience"])
     history = train.fit(module, loss, config=config, device=device,
                         train_data=lambda: ["train"], val_data=lambda: ["val"])

@@ -39,6 +39,7 @@ from torch_geometric.utils import negative_sampling
 from graphimpute import _keys, graphs, monitor, normalise, train
 from graphimpute.errors import GraphImputeError, ResourceError
 from graphimpute.methods._base import GraphSpec, ImputeResult, Method
+from graphimpute.methods._common import run_fingerprint, train_config
 from graphimpute.nn.losses import zinb_nll
 
 log = logging.getLogger(__name__)
@@ -256,11 +257,11 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
     data = _tensors(x, counts, size_factor, graph, dense, device)
     module = GraphSCIModule(n_cells=n, n_genes=g, hidden=params["hidden"], latent=params["latent"],
                             dropout=params["dropout"], gcn_activation=params["gcn_activation"]).to(device)
-    config = train.TrainConfig(
-        max_epochs=params["max_epochs"], lr=params["lr"], weight_decay=params["weight_decay"],
-        lr_decay_every=params["lr_decay_steps"], lr_decay=params["lr_decay"],
-        lr_decay_staircase=params["lr_decay_staircase"], checkpoint_every=ctx.checkpoint_every,
-        checkpoint_dir=ctx.workdir, resume=ctx.resume, progress=ctx.progress, desc="graphsci")
+    fingerprint = run_fingerprint(adata, "graphsci", params, ctx, reads=(GRAPH.key, _keys.SIZE_FACTOR))
+    config = train_config(
+        ctx, "graphsci", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
+        weight_decay=params["weight_decay"], lr_decay_every=params["lr_decay_steps"], lr_decay=params["lr_decay"],
+        lr_decay_staircase=params["lr_decay_staircase"])
     history = train.fit(module, lambda m, cells: loss(m, cells, data), config=config, device=device,
                         train_data=_cell_batches(n, batch_size, ctx.seed, device))
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from graphimpute import graphs, normalise, train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import GraphSpec, ImputeResult, Method
-from graphimpute.methods._common import cell_graph, dense_counts, split_cells, train_config
+from graphimpute.methods._common import cell_graph, dense_counts, run_fingerprint, split_cells, train_config
 from graphimpute.monitor import require_memory
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         flat, target = hidden[split]
         return {"loss": F.mse_loss(module(inputs).reshape(-1)[flat], target)}
 
-    config = train_config(ctx, "scgnn", max_epochs=params["max_epochs"], lr=params["lr"],
+    fingerprint = run_fingerprint(adata, "scgnn", params, ctx, reads=(PCA_KNN5.key,))
+    config = train_config(ctx, "scgnn", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
                           weight_decay=params["weight_decay"], patience=params["patience"])
     history = train.fit(module, loss, config=config, device=device,
                         train_data=lambda: ["train"], val_data=lambda: ["val"])

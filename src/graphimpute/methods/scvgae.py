@@ -30,6 +30,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from graphimpute import graphs, monitor, train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import GraphSpec, ImputeResult, Method
+from graphimpute.methods._common import run_fingerprint, train_config
 from graphimpute.nn.losses import zinb_nll
 
 log = logging.getLogger(__name__)
@@ -202,8 +203,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     def loss(model, _batch):
         return scvgae_loss(model(x, lx, adj), x, alpha=params["alpha"], kl_weight=params["kl_weight"])
 
-    config = train.TrainConfig(max_epochs=params["epochs"], lr=params["lr"], progress=ctx.progress, desc="scvgae",
-                               checkpoint_every=ctx.checkpoint_every, checkpoint_dir=ctx.workdir, resume=ctx.resume)
+    fingerprint = run_fingerprint(adata, "scvgae", params, ctx, reads=(GRAPH_KEY,))
+    config = train_config(ctx, "scvgae", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"])
     history = train.fit(module, loss, config=config, device=device)
     with torch.no_grad():  # fit() leaves the module in eval mode
         x_hat = module(x, lx, adj)["x_hat"].double().cpu().numpy()
@@ -247,7 +248,7 @@ DEFAULTS = {
     "decoder_dropout": 0.4,
     "alpha": 0.05,  # weight of the MSE; 1 - alpha on the ZINB NLL
     "lr": 5e-4,  # paper (official code: 1e-4)
-    "epochs": 100,
+    "max_epochs": 100,
     "logit_clamp": 15.0,  # mean and dispersion logits clamped before exp (official code)
     "variational": False,  # equations are deterministic; the title says variational
     "kl_weight": 1e-4,

@@ -16,7 +16,8 @@ from graphimpute import _keys, graphs, methods
 from graphimpute.errors import DeviceError, GraphImputeError, ResourceError
 from graphimpute.methods import RunContext
 from graphimpute.methods import scvgae
-from graphimpute.methods.scvgae import GRAPH_KEY, ScVGAE, gcn_adjacency, scvgae_loss
+from graphimpute.methods.scvgae import GRAPH_KEY, ScVGAE, scvgae_loss
+from graphimpute.nn.gcn import gcn_adjacency
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "graphimpute" / "data" / "pbmc3k_small.h5ad"
 

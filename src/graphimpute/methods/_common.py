@@ -4,6 +4,7 @@ configuration from the run context (where checkpoints go and what they must matc
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import scipy.sparse as sp
 from graphimpute import train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import GraphSpec, RunContext
+
+log = logging.getLogger(__name__)
 
 
 def dense_counts(adata) -> np.ndarray:
@@ -31,6 +34,33 @@ def cell_graph(adata, spec: GraphSpec, method: str) -> sp.csr_matrix:
     if graph.shape != (adata.n_obs, adata.n_obs):
         raise GraphImputeError(f"adata.obsp[{spec.key!r}] is {graph.shape}, not cells x cells")
     return graph
+
+
+def symmetrised(graph: sp.csr_matrix, method: str) -> tuple[sp.csr_matrix, bool]:
+    """The graph with every edge in both directions, and whether it had to be changed (logged).
+
+    The graph step symmetrises the 5-NN graph (both papers use each kNN edge both ways), but a graph
+    supplied in ``obsp`` by other means may be directed: SCGNN's propagation needs Â symmetric, and
+    GNNImpute's attention would only run along the listed direction."""
+    asymmetric = (graph != graph.T).nnz > 0
+    if asymmetric:
+        log.warning("%s: the cell graph is not symmetric (%d one-way entries); using every edge in both "
+                    "directions", method, (graph != graph.T).nnz)
+        graph = graph.maximum(graph.T).tocsr()
+    return graph, asymmetric
+
+
+def no_depth(library, method: str) -> np.ndarray:
+    """Cells whose library over the genes a method's size factors use is empty (logged).
+
+    ``normalise.size_factors`` gives them 1 so that divisions stay finite; their depth is 0, so the
+    method returns 0 for them instead of scaling a prediction by that 1 (which would invent a cell of
+    median depth)."""
+    empty = np.asarray(library).ravel() <= 0
+    if empty.any():
+        log.warning("%s: %d cell(s) have no counts in the genes used: their output is 0 (no depth to scale "
+                    "a prediction to)", method, int(empty.sum()))
+    return empty
 
 
 def split_cells(n_cells: int, fractions: tuple[float, ...], rng: np.random.Generator) -> list[np.ndarray]:

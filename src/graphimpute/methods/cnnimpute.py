@@ -34,7 +34,7 @@ from torch import nn
 
 from graphimpute import train
 from graphimpute.methods._base import ImputeResult, Method
-from graphimpute.methods._common import run_fingerprint, train_config
+from graphimpute.methods._common import no_depth, run_fingerprint, train_config
 from graphimpute.methods._cnnimpute_dropout import dropout_probability, fit_mixture, log10_cpm, valid_genes
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def impute(adata, params, ctx) -> ImputeResult:
                            "n_epochs": history.n_epochs, "best_epoch": history.best_epoch,
                            "best_val_mse": history.best_loss})
     timing["training_s"] = time.perf_counter() - t0
+    imputed[no_depth(library, "cnnimpute")] = 0.0
     info = {"clusters": cluster_info, "n_missing": int(missing.sum()), "missing_fraction": float(missing.mean()),
             "models": models, "skipped_clusters": skipped, "timing": timing}
     log.info("cnnImpute: %d clusters, %d models, %d entries imputed; %s", labels.max() + 1, len(models),

@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from graphimpute import graphs, normalise, train
 from graphimpute.methods._base import ImputeResult, Method
-from graphimpute.methods._common import cell_graph, dense_counts, run_fingerprint, split_cells, train_config
+from graphimpute.methods._common import (cell_graph, dense_counts, no_depth, run_fingerprint, split_cells,
+                                        symmetrised, train_config)
 from graphimpute.methods.scgnn import PCA_KNN5  # the same graph: both papers build PCA(50) -> 5-NN
 from graphimpute.monitor import require_memory
 
@@ -110,7 +111,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     train.seed_everything(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
-    graph = cell_graph(adata, PCA_KNN5, "gnnimpute")
+    graph, was_asymmetric = symmetrised(cell_graph(adata, PCA_KNN5, "gnnimpute"), "gnnimpute")
     require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, graph.nnz, hidden_dim=params["hidden_dim"],
                                       latent_dim=params["latent_dim"], heads=params["heads"]),
                    limit_gb=params["max_memory_gb"], device=device, what=f"gnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
@@ -150,10 +151,11 @@ def impute(adata, params, ctx) -> ImputeResult:
     with torch.no_grad():
         reconstructed = module(targets, edge_index).cpu().numpy()
     imputed = np.expm1(reconstructed, out=reconstructed) * factors[:, None]
+    imputed[no_depth(counts.sum(axis=1), "gnnimpute")] = 0.0
     info = {
         "n_masked_entries": int(rows.size), "n_train_cells": int(train_cells.size),
         "n_val_cells": int(val_cells.size), "median_library": float(np.median(counts.sum(axis=1))),
-        "graph": graphs.stored_params(adata, PCA_KNN5.key) or PCA_KNN5.key,
+        "graph": graphs.stored_params(adata, PCA_KNN5.key) or PCA_KNN5.key, "graph_symmetrised": was_asymmetric,
         "qc": "cell/gene filters of the paper are the pipeline's QC step (not repeated)",
     }
     log.info("gnnimpute: best epoch %s of %d", history.best_epoch, history.n_epochs)

@@ -39,7 +39,7 @@ from torch_geometric.utils import negative_sampling
 from graphimpute import _keys, graphs, monitor, normalise, train
 from graphimpute.errors import GraphImputeError, ResourceError
 from graphimpute.methods._base import GraphSpec, ImputeResult, Method
-from graphimpute.methods._common import run_fingerprint, train_config
+from graphimpute.methods._common import no_depth, run_fingerprint, train_config
 from graphimpute.nn.losses import zinb_nll
 
 log = logging.getLogger(__name__)
@@ -184,10 +184,13 @@ def estimate_memory_mb(*, n_cells: int, n_genes: int, batch_size: int, dense_adj
 
 
 def size_factors(adata: AnnData) -> tuple[np.ndarray, str]:
-    """``obs['size_factor']`` when the pipeline stored it; else library / median library of X (paper)."""
+    """``obs['size_factor']`` when the pipeline stored it; else library / median library of X (paper),
+    0 for a cell with no counts in X (its output is then 0: ``_common.no_depth``)."""
     if _keys.SIZE_FACTOR in adata.obs:
         return adata.obs[_keys.SIZE_FACTOR].to_numpy(np.float32), f"obs['{_keys.SIZE_FACTOR}']"
-    return normalise.size_factors(adata.X).astype(np.float32), "library / median library of X"
+    factors = normalise.size_factors(adata.X).astype(np.float32)
+    factors[no_depth(adata.X.sum(axis=1), "graphsci")] = 0.0
+    return factors, "library / median library of X"
 
 
 def scaled_log_expression(counts, size_factor: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:

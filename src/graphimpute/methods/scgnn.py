@@ -18,7 +18,6 @@ Shapes: counts N x G → imputed N x G (float32, the input's count scale).
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,8 +28,10 @@ from torch import Tensor, nn
 from graphimpute import graphs, normalise, train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import GraphSpec, ImputeResult, Method
-from graphimpute.methods._common import cell_graph, dense_counts, run_fingerprint, split_cells, train_config
+from graphimpute.methods._common import (cell_graph, dense_counts, no_depth, run_fingerprint, split_cells,
+                                        symmetrised, train_config)
 from graphimpute.monitor import require_memory
+from graphimpute.nn.gcn import gcn_adjacency, propagate
 
 log = logging.getLogger(__name__)
 
@@ -51,34 +52,6 @@ DEFAULTS = {
 }
 
 
-class _SymmetricPropagation(torch.autograd.Function):
-    """Â·X for a symmetric sparse Â. Its gradient is Â·grad again, so torch never has to transpose
-    (and re-sort) Â in the backward pass."""
-
-    @staticmethod
-    def forward(ctx, adjacency: Tensor, x: Tensor) -> Tensor:
-        ctx.adjacency = adjacency
-        return adjacency @ x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return None, ctx.adjacency @ grad
-
-
-def gcn_adjacency(graph: sp.csr_matrix, device: torch.device) -> Tensor:
-    """Â = D^-½(A + I)D^-½ (PyG's ``gcn_norm``, computed once and kept: the "cached" GCN), as a
-    sparse CSR tensor on ``device``. ``graph`` must be symmetric."""
-    from torch_geometric.nn.conv.gcn_conv import gcn_norm
-
-    edge_index = torch.from_numpy(graphs.to_edge_index(graph))
-    edge_index, weight = gcn_norm(edge_index, num_nodes=graph.shape[0], add_self_loops=True)
-    # message source -> target: row = target, column = source
-    with warnings.catch_warnings():  # torch: "sparse CSR support is in beta", invariant checks off
-        warnings.simplefilter("ignore", UserWarning)
-        adjacency = torch.sparse_coo_tensor(edge_index.flip(0), weight, graph.shape).coalesce()
-        return adjacency.to_sparse_csr().to(device)
-
-
 class GCNLayer(nn.Module):
     """Kipf & Welling's H' = Â H W + b (PyG's GCNConv with a fixed, pre-normalised Â).
 
@@ -94,8 +67,8 @@ class GCNLayer(nn.Module):
 
     def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
         if self.linear.out_features <= self.linear.in_features:
-            return _SymmetricPropagation.apply(adjacency, self.linear(x)) + self.bias
-        return self.linear(_SymmetricPropagation.apply(adjacency, x)) + self.bias
+            return propagate(adjacency, self.linear(x)) + self.bias
+        return self.linear(propagate(adjacency, x)) + self.bias
 
 
 class SCGNN(nn.Module):
@@ -139,10 +112,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
     graph = cell_graph(adata, PCA_KNN5, "scgnn")
-    info: dict = {}
-    if (graph != graph.T).nnz:
-        graph = graph.maximum(graph.T).tocsr()
-        info["graph_symmetrised"] = True
+    graph, was_asymmetric = symmetrised(graph, "scgnn")
+    info: dict = {"graph_symmetrised": was_asymmetric}
 
     # 1. gene filter on raw counts; 2. median-library scaling of the kept genes
     keep = gene_dispersion(adata.X) > params["min_dispersion"]
@@ -198,6 +169,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     del inputs
     with torch.no_grad():
         predicted = module(torch.from_numpy(scaled).to(device)).clamp_min(0).cpu().numpy()
+    predicted[no_depth(kept.sum(axis=1), "scgnn")] = 0.0
     imputed = counts
     imputed[:, keep] = np.where(kept > 0, kept, predicted * factors[:, None])
     info.update({

@@ -17,7 +17,6 @@ cells, the kNN fallback (k=30 on 50 PCs, symmetrised) recorded in ``uns['graphim
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,48 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GraphNorm, Linear
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from graphimpute import graphs, monitor, train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import GraphSpec, ImputeResult, Method
 from graphimpute.methods._common import run_fingerprint, train_config
+from graphimpute.nn.gcn import gcn_adjacency, propagate
 from graphimpute.nn.losses import zinb_nll
 
 log = logging.getLogger(__name__)
 
 GRAPH_KEY = "scvgae_percentile"
-
-
-class _SymmetricPropagate(torch.autograd.Function):
-    """L @ h for a symmetric sparse L. Its gradient is L @ grad as well, so autograd never transposes
-    the CSR matrix (torch's own backward for sparse.mm does, which costs ~10x the forward)."""
-
-    @staticmethod
-    def forward(ctx, adj: Tensor, h: Tensor) -> Tensor:
-        ctx.adj = adj
-        return torch.sparse.mm(adj, h)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return None, torch.sparse.mm(ctx.adj, grad)
-
-
-def gcn_adjacency(graph: sp.spmatrix) -> Tensor:
-    """L = D^-1/2 (A + I) D^-1/2 of a binary cell graph (symmetrised first), as a torch sparse CSR
-    tensor: computed once per run and shared by every GCN layer (PyG's gcn_norm)."""
-    graph = sp.coo_matrix(graph)
-    graph = sp.coo_matrix(((graph + graph.T) > 0).astype(np.float32))
-    edge_index = torch.from_numpy(np.vstack([graph.row, graph.col]).astype(np.int64))
-    edge_index, weight = gcn_norm(edge_index, None, graph.shape[0], add_self_loops=True)
-    target, source = edge_index[1].numpy(), edge_index[0].numpy()  # row i aggregates its sources
-    norm = sp.csr_matrix((weight.numpy(), (target, source)), shape=graph.shape)
-    norm.sort_indices()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(torch.from_numpy(norm.indptr.astype(np.int64)),
-                                       torch.from_numpy(norm.indices.astype(np.int64)),
-                                       torch.from_numpy(norm.data), size=norm.shape, check_invariants=True)
 
 
 class ScVGAE(nn.Module):
@@ -116,12 +84,12 @@ class ScVGAE(nn.Module):
         z = self.encoder_dropout(F.relu(self.graph_norm(self.encoder(lx))))
         out: dict[str, Tensor] = {}
         if self.variational:
-            lz = _SymmetricPropagate.apply(adj, z)
+            lz = propagate(adj, z)
             mu_z = self.latent_mean(lz)
             logvar_z = self.latent_logvar(lz).clamp(-self.logvar_clamp, self.logvar_clamp)
             z = mu_z + torch.randn_like(mu_z) * torch.exp(0.5 * logvar_z) if self.training else mu_z
             out.update(latent_mean=mu_z, latent_logvar=logvar_z)
-        lz = _SymmetricPropagate.apply(adj, z)
+        lz = propagate(adj, z)
         c = self.logit_clamp
         mean = torch.exp(self.mean_head(lz).clamp(-c, c))
         theta = torch.exp(self.theta_head(lz).clamp(-c, c))
@@ -191,7 +159,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     kept = counts[cells][:, genes]
     library = np.asarray(kept.sum(axis=1), dtype=np.float64)  # > 0: every kept cell has non-zero genes
     x = torch.from_numpy(graphs.sqrt_normalised(kept, params["target_sum"])).to(device)
-    adj = gcn_adjacency(graph).to(device)
+    adj = gcn_adjacency(graph, device)
     lx = ScVGAE.propagated_input(x, adj)
 
     train.seed_everything(ctx.seed)

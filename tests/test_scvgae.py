@@ -114,6 +114,27 @@ def test_layer_shapes_and_wiring():
     assert (out["mean"] > 0).all() and (out["theta"] > 0).all()
 
 
+def test_eval_output_is_the_trained_output_without_dropout():
+    # every batch is the whole matrix: BatchNorm must normalise with the pass's own statistics in eval
+    # too (running averages of earlier epochs made the eval output drift from the trained one)
+    n, g = 20, 9
+    torch.manual_seed(0)
+    model = ScVGAE(n, g, hidden=8, decoder_hidden=16, encoder_dropout=0.0, decoder_dropout=0.0)
+    x = torch.poisson(torch.full((n, g), 2.0)).sqrt()
+    adj = gcn_adjacency(_ring(n))
+    lx = ScVGAE.propagated_input(x, adj)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        optimiser.zero_grad()
+        scvgae_loss(model(x, lx, adj), x, alpha=0.05, kl_weight=0.0)["loss"].backward()
+        optimiser.step()
+    with torch.no_grad():
+        trained = model.train()(x, lx, adj)["x_hat"]
+        inferred = model.eval()(x, lx, adj)["x_hat"]
+    torch.testing.assert_close(inferred, trained, rtol=0, atol=0)
+    assert not any(name.endswith("running_mean") for name in model.state_dict())
+
+
 def _grad(parameter) -> float:
     return 0.0 if parameter.grad is None else float(parameter.grad.abs().sum())
 

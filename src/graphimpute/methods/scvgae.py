@@ -67,13 +67,16 @@ class ScVGAE(nn.Module):
         self.mean_head = _gcn_linear(hidden, n_genes)
         self.pi_head = _gcn_linear(hidden, n_genes)
         self.theta_head = _gcn_linear(hidden, n_genes)
+        # Every batch is the whole matrix, so BatchNorm normalises with the statistics of the pass itself,
+        # in training and in eval: running averages (momentum 0.1) of past epochs' statistics would make
+        # the eval output differ from the trained one, most after few epochs
         # decoder f_D of the mean M
         self.decoder = nn.Sequential(
-            nn.Linear(n_genes, decoder_hidden), nn.BatchNorm1d(decoder_hidden), nn.ReLU(),
+            nn.Linear(n_genes, decoder_hidden), _batch_norm(decoder_hidden), nn.ReLU(),
             nn.Dropout(decoder_dropout), nn.Linear(decoder_hidden, n_genes), nn.ReLU())
         # eq. 5: BatchNorm over genes of X and over cells of Xᵀ
-        self.gene_norm = nn.BatchNorm1d(n_genes)
-        self.cell_norm = nn.BatchNorm1d(n_cells)
+        self.gene_norm = _batch_norm(n_genes)
+        self.cell_norm = _batch_norm(n_cells)
 
     @staticmethod
     def propagated_input(x: Tensor, adj: Tensor) -> Tensor:
@@ -97,6 +100,11 @@ class ScVGAE(nn.Module):
         x_hat = self.decoder(mean) + self.gene_norm(x) + self.cell_norm(x.T).T
         out.update(x_hat=x_hat, mean=mean, theta=theta, pi_logits=pi_logits)
         return out
+
+
+def _batch_norm(features: int) -> nn.BatchNorm1d:
+    """BatchNorm with batch statistics only (no running averages): the batch is always every cell."""
+    return nn.BatchNorm1d(features, track_running_stats=False)
 
 
 def _gcn_linear(in_features: int, out_features: int) -> Linear:

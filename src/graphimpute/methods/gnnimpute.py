@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphimpute import graphs, normalise, train
-from graphimpute.methods._base import ImputeResult, Method
+from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method
 from graphimpute.methods._common import (cell_graph, dense_counts, no_depth, run_fingerprint, split_cells,
                                         symmetrised, train_config)
 from graphimpute.methods.scgnn import PCA_KNN5  # the same graph: both papers build PCA(50) -> 5-NN
@@ -50,7 +50,13 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     "max_epochs": 3000,
     "patience": 200,
-    "max_memory_gb": 16.0,  # refuse before training above this estimate
+    "max_memory_gb": 16.0,  # GiB: refuse before training above this estimate
+}
+
+RANGES = {
+    "hidden_dim": COUNT, "latent_dim": COUNT, "heads": COUNT, "attention_dropout": RATE, "dropout": RATE,
+    "mask_fraction": FRACTION, "train_fraction": FRACTION, "val_fraction": FRACTION, "lr": POSITIVE,
+    "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT, "max_memory_gb": POSITIVE,
 }
 
 
@@ -93,18 +99,18 @@ def mask_per_gene(values: np.ndarray, fraction: float, rng: np.random.Generator)
 
 def estimate_memory_gb(n_cells: int, n_genes: int, n_edges: int, *, hidden_dim: int, latent_dim: int,
                        heads: int) -> float:
-    """Peak memory of one run: ~10 dense cells x genes float32 copies (counts, log input, masked input,
+    """Peak memory of one run in GiB (2^30 bytes, the unit of ``max_memory_gb``): ~10 dense cells x genes float32 copies (counts, log input, masked input,
     output, its gradient and ReLU mask, validation and final passes, the result); per-edge attention
     messages of both GAT layers kept for the backward pass (edges include one self-loop per cell);
     per-cell hidden activations; the weights with gradient, two Adam moments and a best-weights copy;
-    and ~0.3 GB for the libraries."""
+    and ~0.3 GiB for the libraries."""
     edges = n_edges + n_cells
     dense = 10 * n_cells * n_genes
     messages = 4 * edges * heads * (hidden_dim + latent_dim)
     nodes = 8 * n_cells * (heads * hidden_dim + 2 * hidden_dim + heads * latent_dim)
     weights = 5 * (n_genes * heads * hidden_dim + hidden_dim * heads * latent_dim + hidden_dim * n_genes
                    + latent_dim * hidden_dim)
-    return 4 * (dense + messages + nodes + weights) / 1e9 + 0.3
+    return 4 * (dense + messages + nodes + weights) / 2**30 + 0.3
 
 
 def impute(adata, params, ctx) -> ImputeResult:
@@ -169,6 +175,7 @@ METHOD = Method(
     citation="Xu C, Cai L, Gao J. An efficient scRNA-seq dropout imputation method using graph attention "
              "network. BMC Bioinformatics 22, 582 (2021)",
     defaults=DEFAULTS,
+    ranges=RANGES,
     graphs=(PCA_KNN5,),
     trains=True,
 )

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from graphimpute import graphs, normalise, train
 from graphimpute.errors import GraphImputeError
-from graphimpute.methods._base import GraphSpec, ImputeResult, Method
+from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, GraphSpec, ImputeResult, Method
 from graphimpute.methods._common import (cell_graph, dense_counts, no_depth, run_fingerprint, split_cells,
                                         symmetrised, train_config)
 from graphimpute.monitor import require_memory
@@ -48,7 +48,13 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     "max_epochs": 1000,
     "patience": 100,  # epochs without validation improvement (not in the paper; see docs/methods.md)
-    "max_memory_gb": 16.0,  # refuse before training above this estimate
+    "max_memory_gb": 16.0,  # GiB: refuse before training above this estimate
+}
+
+RANGES = {
+    "min_dispersion": NON_NEGATIVE, "hidden_divisor": COUNT, "dropout": RATE, "max_hidden_fraction": FRACTION,
+    "val_fraction": FRACTION, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT,
+    "max_memory_gb": POSITIVE,
 }
 
 
@@ -98,13 +104,13 @@ def gene_dispersion(counts) -> np.ndarray:
 
 
 def estimate_memory_gb(n_cells: int, n_genes: int, n_kept: int, n_hidden: int, n_edges: int) -> float:
-    """Peak memory of one run: ~9 dense cells x genes float32 copies (counts, normalised and masked
+    """Peak memory of one run in GiB (2^30 bytes, the unit of ``max_memory_gb``): ~9 dense cells x genes float32 copies (counts, normalised and masked
     inputs, the output and its gradient, the validation pass, the imputed result), the graph, and the
     model with its Adam state and best-weights copy."""
     dense = 4 * n_cells * (2 * n_genes + 7 * n_kept)
     graph = 16 * (n_edges + n_cells) * 2
     model = 4 * 2 * n_kept * n_hidden * 5
-    return (dense + graph + model) / 1e9
+    return (dense + graph + model) / 2**30
 
 
 def impute(adata, params, ctx) -> ImputeResult:
@@ -191,6 +197,7 @@ METHOD = Method(
     citation="Huang K, Xiao C, Glass L, Sun J. SCGNN: scRNA-seq Dropout Imputation via Induced "
              "Hierarchical Cell Similarity Graph. arXiv:2008.03322 (2020)",
     defaults=DEFAULTS,
+    ranges=RANGES,
     graphs=(PCA_KNN5,),
     trains=True,
 )

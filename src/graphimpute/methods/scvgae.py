@@ -27,7 +27,7 @@ from torch_geometric.nn import GraphNorm, Linear
 
 from graphimpute import graphs, monitor, train
 from graphimpute.errors import GraphImputeError
-from graphimpute.methods._base import GraphSpec, ImputeResult, Method
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, UNIT, GraphSpec, ImputeResult, Method
 from graphimpute.methods._common import run_fingerprint, train_config
 from graphimpute.nn.gcn import gcn_adjacency, propagate
 from graphimpute.nn.losses import zinb_nll
@@ -125,14 +125,17 @@ def scvgae_loss(out: dict[str, Tensor], x: Tensor, *, alpha: float, kl_weight: f
 
 
 def estimate_memory_gb(n_cells: int, n_genes: int, n_edges: int, params: dict, *, output_entries: int = 0) -> float:
-    """Peak memory of a run in GiB, from the sizes: weights with their gradients, Adam moments and the
-    best-weights copy (5 copies); ~52 live cells x genes float tensors (inputs, heads, decoder, the
-    ZINB terms and their gradients, measured); decoder and latent activations; the adjacency and its
-    construction (~48 bytes per edge); the dense output (``output_entries`` floats)."""
+    """Peak memory of a run in GiB (2^30 bytes, the unit of ``max_memory_gb``), from the sizes: weights
+    with their gradients, Adam moments and the best-weights copy (5 copies); ~52 live cells x genes
+    float tensors (inputs, heads, decoder, the ZINB terms and their gradients, measured); decoder and
+    latent activations; the graph's slice, its normalised adjacency and their construction (~80 bytes
+    per stored entry, measured: 70-86 on 1.6-8.2 M entries); the dense output (``output_entries``
+    floats). ``n_edges`` is the graph's ``nnz``: each undirected edge is stored once per direction,
+    and counted once here."""
     h, d = params["hidden"], params["decoder_hidden"]
     weights = (4 * h + 2 * d + 8) * n_genes + (2 * h * h if params["variational"] else 0) + 2 * n_cells
     floats = 5 * weights + 52 * n_cells * n_genes + 8 * n_cells * d + 16 * n_cells * h + output_entries
-    return (4 * floats + 48 * (n_edges + n_cells)) / 2**30
+    return (4 * floats + 80 * (n_edges + n_cells)) / 2**30
 
 
 def to_counts(x_hat: np.ndarray, library: np.ndarray, target_sum: float) -> np.ndarray:
@@ -158,7 +161,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     info = _graph_info(adata, params)
     graph = sp.csr_matrix(adata.obsp[GRAPH_KEY])[cells][:, cells]
     n, g = int(cells.sum()), int(genes.sum())
-    need = estimate_memory_gb(n, g, 2 * graph.nnz, params, output_entries=adata.n_obs * adata.n_vars)
+    need = estimate_memory_gb(n, g, graph.nnz, params, output_entries=adata.n_obs * adata.n_vars)
     monitor.require_memory(need, limit_gb=params["max_memory_gb"], device=device,
                            what=f"scvgae on {n} cells x {g} genes with {graph.nnz} edges",
                            advice="use fewer genes (--n-top-genes) or cells, or raise the limit with "
@@ -229,7 +232,14 @@ DEFAULTS = {
     "variational": False,  # equations are deterministic; the title says variational
     "kl_weight": 1e-4,
     "logvar_clamp": 10.0,
-    "max_memory_gb": 8.0,  # refuse before training above this estimate
+    "max_memory_gb": 8.0,  # GiB: refuse before training above this estimate
+}
+
+RANGES = {
+    "min_gene_fraction": RATE, "min_cell_fraction": RATE, "target_sum": POSITIVE, "hidden": COUNT,
+    "decoder_hidden": COUNT, "encoder_dropout": RATE, "decoder_dropout": RATE, "alpha": UNIT, "lr": POSITIVE,
+    "max_epochs": COUNT, "logit_clamp": POSITIVE, "kl_weight": NON_NEGATIVE, "logvar_clamp": POSITIVE,
+    "max_memory_gb": POSITIVE,
 }
 
 METHOD = Method(
@@ -239,6 +249,7 @@ METHOD = Method(
     citation="Inoue Y. scVGAE: A Novel Approach using ZINB-Based Variational Graph Autoencoder for "
              "Single-Cell RNA-Seq Imputation (2024); code: github.com/inoue0426/scVGAE",
     defaults=DEFAULTS,
+    ranges=RANGES,
     graphs=(GraphSpec(key=GRAPH_KEY, kind="percentile", params={
         "percentile": 85.0, "target_sum": DEFAULTS["target_sum"],
         "min_gene_fraction": DEFAULTS["min_gene_fraction"], "min_cell_fraction": DEFAULTS["min_cell_fraction"],

@@ -112,4 +112,5 @@ def train_config(ctx: RunContext, name: str, fingerprint: dict | None, *, part: 
     resume must match. Every method that trains builds its TrainConfig here."""
     desc = settings.pop("desc", f"{name} {part}" if part else name)
     return train.TrainConfig(checkpoint_every=ctx.checkpoint_every, checkpoint_dir=checkpoint_dir(ctx, name, part),
-                       resume=ctx.resume, progress=ctx.progress, desc=desc, fingerprint=fingerprint, **settings)
+                             resume=ctx.resume, progress=ctx.progress, desc=desc, fingerprint=fingerprint,
+                             **settings)

@@ -172,9 +172,11 @@ def test_percentile_graph_with_filters_matches_brute_force(small):
 
 
 def test_train_lowers_loss_and_output_is_expected_counts(small_graph):
-    result = methods.get("scvgae").impute(small_graph, _params(max_epochs=10), RunContext(progress=False))
+    # 30 epochs: x̂'s BatchNorm skip terms are centred, so the scale comes from the trained decoder
+    # (median total ratio 0.15 at 10 epochs, 0.83 at 30, 0.95 at 100 on this input)
+    result = methods.get("scvgae").impute(small_graph, _params(max_epochs=30), RunContext(progress=False))
     losses = [row["train_loss"] for row in result.history["epochs"]]
-    assert len(losses) == 10 and losses[-1] < losses[0]
+    assert len(losses) == 30 and losses[-1] < losses[0]
     assert {"train_mse", "train_zinb"} <= set(result.history["epochs"][0])
     out = result.imputed
     counts = small_graph.X.toarray()
@@ -187,7 +189,7 @@ def test_train_lowers_loss_and_output_is_expected_counts(small_graph):
     assert np.array_equal(out[~cells], counts[~cells])
     # on the input's count scale: totals of the imputed block within a small factor of the observed ones
     ratio = out[np.ix_(cells, genes)].sum(1) / counts[np.ix_(cells, genes)].sum(1)
-    assert 0.2 < np.median(ratio) < 5
+    assert 0.5 < np.median(ratio) < 2
     assert small_graph.X.nnz == sp.csr_matrix(counts).nnz  # input untouched
 
 

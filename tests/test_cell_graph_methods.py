@@ -13,6 +13,7 @@ from graphimpute import methods, normalise, pipeline
 from graphimpute.errors import DeviceError, GraphImputeError, ResourceError
 from graphimpute.methods import RunContext
 from graphimpute.methods import gnnimpute, scgnn
+from graphimpute.nn.gcn import gcn_adjacency
 
 NAMES = ["scgnn", "gnnimpute"]
 FAST = {"scgnn": {"max_epochs": 6}, "gnnimpute": {"max_epochs": 4, "hidden_dim": 32}}
@@ -97,7 +98,7 @@ def test_cuda_refused_here(prepared, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_memory_limit_stops_before_training(prepared, name):
-    with pytest.raises(ResourceError, match=rf"{name} on 120 cells x \d+ genes needs about .* GB, above the limit"):
+    with pytest.raises(ResourceError, match=rf"{name} on 120 cells x \d+ genes needs about .* GiB, above the limit"):
         run(prepared, name, max_memory_gb=1e-4)
 
 
@@ -107,6 +108,30 @@ def test_missing_graph_is_a_clear_error(prepared, name):
     del adata.obsp["knn5"]
     with pytest.raises(GraphImputeError, match=r"obsp\['knn5'\].*graph step"):
         run(adata, name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_cell_without_counts_gets_zeros_not_a_median_depth_prediction(prepared, name, caplog):
+    adata = prepared.copy()
+    x = adata.X.toarray()
+    x[7] = 0
+    adata.X = sp.csr_matrix(x)
+    result = run(adata, name)
+    assert (result.imputed[7] == 0).all()
+    assert (result.imputed[np.arange(len(x)) != 7].sum(axis=1) > 0).all()  # every other cell gets values
+    assert "1 cell(s) have no counts" in caplog.text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_asymmetric_graph_is_used_in_both_directions_and_said(prepared, name, caplog):
+    adata = prepared.copy()
+    symmetric = run(adata, name).imputed
+    directed = sp.triu(adata.obsp["knn5"], format="csr")  # every edge listed once
+    adata.obsp["knn5"] = directed
+    result = run(adata, name)
+    assert result.info["graph_symmetrised"] is True and "not symmetric" in caplog.text
+    np.testing.assert_array_equal(result.imputed, symmetric)
+    assert run(prepared, name).info["graph_symmetrised"] is False
 
 
 def test_both_declare_one_shared_graph():
@@ -168,7 +193,7 @@ def test_scgnn_gcn_layer_equals_pyg_gcnconv(dims):
     ours.bias.data.copy_(reference.bias.data)
     x = torch.randn(60, dims[0], requires_grad=True)
     expected = reference(x, edge_index)
-    got = ours(x, scgnn.gcn_adjacency(graph, torch.device("cpu")))
+    got = ours(x, gcn_adjacency(graph, torch.device("cpu")))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     # the symmetric propagation's hand-written backward equals autograd through GCNConv
     (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
@@ -177,7 +202,7 @@ def test_scgnn_gcn_layer_equals_pyg_gcnconv(dims):
 
 
 def test_scgnn_architecture():
-    adjacency = scgnn.gcn_adjacency(sp.identity(10, format="csr"), torch.device("cpu"))
+    adjacency = gcn_adjacency(sp.identity(10, format="csr"), torch.device("cpu"))
     model = scgnn.SCGNN(640, 10, dropout=0.5, adjacency=adjacency)
     assert model.encode.linear.weight.shape == (10, 640) and model.decode.linear.weight.shape == (640, 10)
     assert model.dropout.p == 0.5

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
-from graphimpute import methods, monitor
+from graphimpute import graphs, methods, monitor
 from graphimpute.errors import DeviceError, GraphImputeError, ResourceError
 from graphimpute.methods import RunContext
 from graphimpute.methods import graphsci
@@ -138,6 +138,9 @@ def test_output_contract_and_learned_graph():
     assert learned.diagonal().sum() == 0 and (learned != learned.T).nnz == 0
     assert learned.nnz > 0 and learned.data.min() > 0.5 and learned.data.max() <= 1
     assert np.diff(learned.indptr).max() <= 2 * 20
+    summary = result.info["learned_graph"]  # the learned Â off the diagonal, and at even odds under pos_weight
+    assert 0 < summary["mean_on_other_pairs"] < summary["mean_on_observed_edges"] < 1
+    assert 0 <= summary["share_of_pairs_above_even_odds"] <= summary["share_of_pairs_above_threshold"]
 
 
 def test_same_seed_same_output_on_cpu():
@@ -160,6 +163,8 @@ def test_sampled_adjacency_loss_trains():
 def test_refuses_too_many_genes_and_unknown_activation():
     with pytest.raises(ResourceError, match="--n-top-genes"):
         run(simulated(), max_genes=20)
+    # one limit: GraphSCI's is the gene graph's, so neither refuses what the other accepts
+    assert methods.get("graphsci").defaults["max_genes"] == graphs.PEARSON_MAX_GENES
     with pytest.raises(GraphImputeError, match="gcn_activation"):
         run(simulated(), gcn_activation="sigmoid")
 

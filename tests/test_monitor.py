@@ -22,7 +22,7 @@ def test_peak_memory_sees_a_transient_allocation():
 
 def test_require_memory():
     require_memory(1.0, limit_gb=2.0, what="x", advice="y")
-    with pytest.raises(ResourceError, match=r"training needs about 3\.5 GB, above the limit of 2 GB; use fewer genes"):
+    with pytest.raises(ResourceError, match=r"training needs about 3\.5 GiB, above the limit of 2 GiB; use fewer genes"):
         require_memory(3.5, limit_gb=2.0, what="training", advice="use fewer genes")
 
 
@@ -31,7 +31,7 @@ def test_require_memory_refuses_more_than_is_free(monkeypatch):
 
     monkeypatch.setattr(monitor, "available_mb", lambda device=None: 1024.0)
     monitor.require_memory(0.5, what="x", advice="y")  # no limit given: only what is free counts
-    with pytest.raises(NotEnoughMemoryError, match=r"needs about 2\.0 GB, more than the 1\.0 GB free on this machine; use fewer"):
+    with pytest.raises(NotEnoughMemoryError, match=r"needs about 2\.0 GiB, more than the 1\.0 GiB free on this machine; use fewer"):
         monitor.require_memory(2.0, limit_gb=8.0, what="training", advice="use fewer genes")
 
 
@@ -49,7 +49,7 @@ def test_the_task_memory_replaces_the_machines_free_memory(monkeypatch):
     monkeypatch.setattr(monitor, "available_mb", lambda device=None: 1024.0)  # a busy node: 1 GB free
     with memory_budget(8.0):
         monitor.require_memory(2.0, what="x", advice="y")  # fits the task's 8 GB
-        with pytest.raises(NotEnoughMemoryError, match=r"needs about 9\.0 GB, more than the 8\.0 GB this run was "
+        with pytest.raises(NotEnoughMemoryError, match=r"needs about 9\.0 GiB, more than the 8\.0 GiB this run was "
                                                        r"given \(--memory-gb\); give it more memory .*, or use fewer"):
             monitor.require_memory(9.0, what="training", advice="use fewer genes")
     with pytest.raises(NotEnoughMemoryError, match="free on this machine"):  # the budget ends with the block

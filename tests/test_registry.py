@@ -58,3 +58,51 @@ def test_untrained_methods_keep_the_contract(counts, name):
 def test_none_returns_the_observed_counts(counts):
     result = methods.get("none").impute(counts, {}, RunContext())
     np.testing.assert_array_equal(result.imputed, counts.X.toarray())
+
+
+def _numeric(value) -> bool:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+@pytest.mark.parametrize("name", methods.names())
+def test_every_numeric_parameter_has_a_range_its_default_keeps(name):
+    m = methods.get(name)
+    numeric = {k for k, v in m.defaults.items() if _numeric(v)}
+    assert numeric == set(m.ranges), f"{name}: parameters without a range: {sorted(numeric - set(m.ranges))}"
+    assert methods.resolve_params(m, {k: v for k, v in m.defaults.items() if k in numeric}) == dict(m.defaults)
+
+
+@pytest.mark.parametrize("name", [n for n in methods.names() if "max_epochs" in methods.get(n).defaults])
+def test_epochs_below_one_are_a_clear_parameter_error(name):
+    m = methods.get(name)
+    bad = ["-3"] if name == "scvi" else ["0", "-3"]  # scVI's 0 means scvi-tools' own rule
+    for value in bad:
+        with pytest.raises(GraphImputeError, match=rf"parameter max_epochs={value} must be >= "):
+            methods.resolve_params(m, {"max_epochs": value})
+    with pytest.raises(GraphImputeError, match="parameter lr=0.0 must be > 0"):
+        methods.resolve_params(m, {"lr": "0"})
+
+
+def test_fractions_and_list_values_are_checked():
+    with pytest.raises(GraphImputeError, match=r"val_fraction=1.0 must be in \(0, 1\)"):
+        methods.resolve_params(methods.get("gnnimpute"), {"val_fraction": "1"})
+    with pytest.raises(GraphImputeError, match=r"adp_f_cuts=\(0.1, 1.5\) must be in \(0, 1\) \(each value\)"):
+        methods.resolve_params(methods.get("cnnimpute"), {"adp_f_cuts": "0.1,1.5"})
+    with pytest.raises(GraphImputeError, match="must be >= 1"):
+        methods.resolve_params(methods.get("dca"), {"hidden": "64,0,64"})
+    assert methods.resolve_params(methods.get("scvgae"), {"min_cell_fraction": "0"})["min_cell_fraction"] == 0.0
+
+
+def test_cli_refuses_zero_epochs_with_one_line_and_writes_nothing(tmp_path, bundled_path):
+    from click.testing import CliRunner
+
+    from graphimpute.cli import EXIT_USER_ERROR, main
+
+    out = tmp_path / "o.h5ad"
+    result = CliRunner().invoke(main, ["impute", str(bundled_path), "-o", str(out), "--method", "scgnn",
+                                       "--param", "max_epochs=0", "--quiet"])
+    assert result.exit_code == EXIT_USER_ERROR
+    assert [line for line in result.output.splitlines() if line.startswith("Error:")] == [
+        "Error: method 'scgnn': parameter max_epochs=0 must be >= 1"]
+    assert not out.exists()

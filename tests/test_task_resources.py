@@ -81,7 +81,7 @@ def test_a_run_over_the_task_memory_exits_with_the_retry_code(normalised, tmp_pa
             "--param", "max_epochs=1"]
     refused = CliRunner().invoke(main, [*args, "--memory-gb", "0.001"])
     assert refused.exit_code == EXIT_NEEDS_MEMORY, refused.output
-    assert "more than the 0.0 GB this run was given (--memory-gb); give it more memory" in refused.output
+    assert "more than the 0.0 GiB this run was given (--memory-gb); give it more memory" in refused.output
     assert not out.exists()
     # a method's own limit is a parameter to change, not memory to add: the user-error code
     over_limit = CliRunner().invoke(main, [*args, "--memory-gb", "64", "--param", "max_memory_gb=0.0001"])

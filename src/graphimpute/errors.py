@@ -25,3 +25,7 @@ class ResourceError(GraphImputeError):
 class NotEnoughMemoryError(ResourceError):
     """A run's memory estimate exceeds the memory it may use (the machine's free memory, or the memory a
     scheduler gave the task): more memory would let it run, so a pipeline may retry it with more."""
+
+
+class CheckpointError(GraphImputeError):
+    """A checkpoint cannot be resumed: it was made for other data, parameters, seed or version."""

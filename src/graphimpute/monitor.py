@@ -107,19 +107,19 @@ def require_memory(needed_gb: float, *, what: str, advice: str, limit_gb: float 
     from graphimpute.errors import NotEnoughMemoryError, ResourceError
 
     if limit_gb is not None and needed_gb > limit_gb:
-        raise ResourceError(f"{what} needs about {needed_gb:.1f} GB, above the limit of {limit_gb:g} GB; "
+        raise ResourceError(f"{what} needs about {needed_gb:.1f} GiB, above the limit of {limit_gb:g} GiB; "
                             f"{advice}")
     on_cuda = device is not None and str(device).startswith("cuda")
     if _budget_gb is not None and not on_cuda:
         if needed_gb > _budget_gb:
             raise NotEnoughMemoryError(
-                f"{what} needs about {needed_gb:.1f} GB, more than the {_budget_gb:.1f} GB this run was given "
+                f"{what} needs about {needed_gb:.1f} GiB, more than the {_budget_gb:.1f} GiB this run was given "
                 f"(--memory-gb); give it more memory (the Nextflow pipeline retries the task with more, up to "
                 f"its retry limit, then see 'Memory' in docs/usage.md), or {advice}")
         return
     free_gb = available_mb(device) / 1024
     if needed_gb > free_gb:
-        raise NotEnoughMemoryError(f"{what} needs about {needed_gb:.1f} GB, more than the {free_gb:.1f} GB free on "
+        raise NotEnoughMemoryError(f"{what} needs about {needed_gb:.1f} GiB, more than the {free_gb:.1f} GiB free on "
                                    f"{device or 'this machine'}; {advice}")
 
 

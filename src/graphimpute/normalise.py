@@ -14,7 +14,12 @@ log = logging.getLogger(__name__)
 
 
 def size_factors(counts) -> np.ndarray:
-    """Library / median library: a cell of median depth gets 1 (empty libraries get 1 too)."""
+    """Library / median library: a cell of median depth gets 1.
+
+    A cell with an empty library (no counts in these genes) gets 1, only so that every division by
+    the factor stays finite: its normalised values are 0 whatever the factor. Its depth is 0, so a
+    method that scales a prediction back to counts with factors of the same genes returns 0 for that
+    cell (``methods._common.no_depth``), the same rule as the baselines' rescaling to the library."""
     library = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
     median = np.median(library[library > 0]) if np.any(library > 0) else 1.0
     factors = library / median

@@ -10,9 +10,9 @@ import importlib
 from typing import Any, Mapping
 
 from graphimpute.errors import GraphImputeError
-from graphimpute.methods._base import GraphSpec, ImputeResult, Method, RunContext
+from graphimpute.methods._base import GraphSpec, ImputeResult, Method, Range, RunContext
 
-__all__ = ["GraphSpec", "ImputeResult", "Method", "RunContext", "available", "get", "resolve_params"]
+__all__ = ["GraphSpec", "ImputeResult", "Method", "Range", "RunContext", "available", "get", "resolve_params"]
 
 # Module names under graphimpute.methods, in the order `graphimpute methods` lists them.
 _MODULES: tuple[str, ...] = (
@@ -50,16 +50,27 @@ def parse_methods(spec: str) -> list[str]:
 
 
 def resolve_params(method: Method, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The method's paper defaults updated with ``overrides``, each cast to its default's type.
+    """The method's paper defaults updated with ``overrides``, each cast to its default's type and
+    checked against its ``Method.ranges`` entry.
 
-    Unknown keys are an error (a typo must not be silently ignored)."""
+    Unknown keys and values out of range are errors (a typo must not be silently ignored, and
+    ``max_epochs=0`` must not write an untrained network's output)."""
     params = dict(method.defaults)
     for key, value in (overrides or {}).items():
         if key not in params:
             known = ", ".join(sorted(params)) or "none"
             raise GraphImputeError(f"method {method.name!r} has no parameter {key!r}; its parameters: {known}")
         params[key] = _cast(value, params[key], key)
+        allowed = method.ranges.get(key)
+        values = params[key] if isinstance(params[key], (list, tuple)) else [params[key]]
+        if allowed is not None and not all(_is_number(v) and allowed.contains(v) for v in values):
+            raise GraphImputeError(f"method {method.name!r}: parameter {key}={params[key]!r} must be {allowed}"
+                                   f"{' (each value)' if isinstance(params[key], (list, tuple)) else ''}")
     return params
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN fails
 
 
 def _cast(value: Any, default: Any, key: str) -> Any:

@@ -15,6 +15,40 @@ from graphimpute.errors import GraphImputeError
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric parameter may take: ``low``/``high`` bounds (None: unbounded), each
+    inclusive unless ``*_open``. A parameter outside its range is a clear error before any work
+    (``methods.resolve_params``): ``max_epochs=0`` must not write an untrained network's output."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+POSITIVE = Range(0, low_open=True)  # > 0: learning rates, scales, memory limits
+NON_NEGATIVE = Range(0)  # >= 0: penalties, "0 = off / automatic" settings
+COUNT = Range(1)  # >= 1: epochs, layer widths, patience
+FRACTION = Range(0, 1, low_open=True, high_open=True)  # (0, 1): shares of cells or entries
+RATE = Range(0, 1, high_open=True)  # [0, 1): dropout rates, filters that may be off
+UNIT = Range(0, 1)  # [0, 1]: weights and thresholds of probabilities
+
+
+@dataclass(frozen=True)
 class GraphSpec:
     """A graph a method needs, built by the GRAPH step and stored under ``key``.
 
@@ -59,13 +93,15 @@ ImputeFn = Callable[..., ImputeResult]  # impute(adata, params: dict, ctx: RunCo
 @dataclass(frozen=True)
 class Method:
     """A registry entry. ``impute(adata, params, ctx)`` reads raw counts from ``adata.X`` (never
-    modifies ``adata``) and the graphs named in ``graphs``; ``defaults`` are the paper's values."""
+    modifies ``adata``) and the graphs named in ``graphs``; ``defaults`` are the paper's values and
+    ``ranges`` what each numeric parameter may be set to (lists: every element)."""
 
     name: str
     impute: ImputeFn
     summary: str
     citation: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    ranges: Mapping[str, Range] = field(default_factory=dict)  # every numeric default's allowed values
     graphs: tuple[GraphSpec, ...] = ()
     kind: Literal["method", "baseline"] = "method"
     trains: bool = False  # uses the training engine (and so --device)

@@ -1,16 +1,20 @@
 """Small pieces the neural methods share: reading a declared graph, splitting cells, a training
-configuration from the run context. Not a method (not in the registry)."""
+configuration from the run context (where checkpoints go and what they must match). Not a method
+(not in the registry)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from graphimpute import train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import GraphSpec, RunContext
-from graphimpute.train import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def dense_counts(adata) -> np.ndarray:
@@ -32,6 +36,33 @@ def cell_graph(adata, spec: GraphSpec, method: str) -> sp.csr_matrix:
     return graph
 
 
+def symmetrised(graph: sp.csr_matrix, method: str) -> tuple[sp.csr_matrix, bool]:
+    """The graph with every edge in both directions, and whether it had to be changed (logged).
+
+    The graph step symmetrises the 5-NN graph (both papers use each kNN edge both ways), but a graph
+    supplied in ``obsp`` by other means may be directed: SCGNN's propagation needs Â symmetric, and
+    GNNImpute's attention would only run along the listed direction."""
+    asymmetric = (graph != graph.T).nnz > 0
+    if asymmetric:
+        log.warning("%s: the cell graph is not symmetric (%d one-way entries); using every edge in both "
+                    "directions", method, (graph != graph.T).nnz)
+        graph = graph.maximum(graph.T).tocsr()
+    return graph, asymmetric
+
+
+def no_depth(library, method: str) -> np.ndarray:
+    """Cells whose library over the genes a method's size factors use is empty (logged).
+
+    ``normalise.size_factors`` gives them 1 so that divisions stay finite; their depth is 0, so the
+    method returns 0 for them instead of scaling a prediction by that 1 (which would invent a cell of
+    median depth)."""
+    empty = np.asarray(library).ravel() <= 0
+    if empty.any():
+        log.warning("%s: %d cell(s) have no counts in the genes used: their output is 0 (no depth to scale "
+                    "a prediction to)", method, int(empty.sum()))
+    return empty
+
+
 def split_cells(n_cells: int, fractions: tuple[float, ...], rng: np.random.Generator) -> list[np.ndarray]:
     """Disjoint random cell index sets of the given fractions (the last takes the rounding); each is
     sorted so that indexing stays cache-friendly."""
@@ -45,9 +76,41 @@ def split_cells(n_cells: int, fractions: tuple[float, ...], rng: np.random.Gener
     return [np.sort(order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def train_config(ctx: RunContext, name: str, **settings) -> TrainConfig:
-    """A TrainConfig carrying the run's checkpoint, resume and progress settings; checkpoints go to
-    ``<workdir>/<method name>`` so that methods sharing a workdir do not overwrite each other."""
-    checkpoint_dir = Path(ctx.workdir) / name if ctx.workdir is not None else None
-    return TrainConfig(checkpoint_every=ctx.checkpoint_every, checkpoint_dir=checkpoint_dir, resume=ctx.resume,
-                       progress=ctx.progress, desc=name, **settings)
+def run_fingerprint(adata, method: str, params: dict, ctx: RunContext, *, reads: tuple[str, ...] = ()) -> dict | None:
+    """What this run trains on, for its checkpoints (``train.run_fingerprint``): the hash of
+    ``adata.X``, the cell and gene names and the inputs named in ``reads`` (keys of ``obsp``, ``varp``
+    or ``obs`` the method uses: its graphs, size factors), plus method, parameters and seed.
+
+    None when the run neither writes nor resumes checkpoints, so that the hash costs nothing then."""
+    if ctx.workdir is None or not (ctx.checkpoint_every or ctx.resume):
+        return None
+    extra = {}
+    for key in reads:
+        for store in (adata.obsp, adata.varp):
+            if key in store:
+                extra[key] = store[key]
+        if key in adata.obs:
+            extra[key] = adata.obs[key].to_numpy()
+    data = train.input_fingerprint(adata.X, adata.obs_names, adata.var_names, extra)
+    return train.run_fingerprint(data=data, method=method, params=params, seed=ctx.seed)
+
+
+def checkpoint_dir(ctx: RunContext, method: str, part: str | None = None) -> Path | None:
+    """The one place that decides where a method's checkpoints go: ``<workdir>/<method>[/<part>]``
+    (``part``: one of several models of one run, e.g. cnnImpute's ``cluster0_block1``), so that
+    methods sharing a workdir never read or overwrite each other's checkpoint."""
+    if ctx.workdir is None:
+        return None
+    path = Path(ctx.workdir) / method
+    return path / part if part else path
+
+
+def train_config(ctx: RunContext, name: str, fingerprint: dict | None, *, part: str | None = None,
+                 **settings) -> train.TrainConfig:
+    """A TrainConfig carrying the run's checkpoint, resume and progress settings: checkpoints under
+    ``checkpoint_dir(ctx, name, part)``, stamped with ``fingerprint`` (``run_fingerprint``), which a
+    resume must match. Every method that trains builds its TrainConfig here."""
+    desc = settings.pop("desc", f"{name} {part}" if part else name)
+    return train.TrainConfig(checkpoint_every=ctx.checkpoint_every, checkpoint_dir=checkpoint_dir(ctx, name, part),
+                             resume=ctx.resume, progress=ctx.progress, desc=desc, fingerprint=fingerprint,
+                             **settings)

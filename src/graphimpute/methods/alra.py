@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graphimpute.errors import GraphImputeError
-from graphimpute.methods._base import ImputeResult, Method
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method
 from graphimpute.methods._baseline import dense_counts, output_scale_info, to_input_library
 
 SCALE = 1e4  # ALRA's normalize_data: counts per 10,000, then natural log1p
@@ -63,6 +63,8 @@ METHOD = Method(
     # the R implementation's defaults (alra(), choose_k()); rank 0 = choose it from the spectral gap
     defaults={"rank": 0, "n_singular_values": 100, "rank_threshold_sd": 6.0, "rank_power_iterations": 2,
               "power_iterations": 10, "quantile_prob": 0.001},
+    ranges={"rank": NON_NEGATIVE, "n_singular_values": COUNT, "rank_threshold_sd": POSITIVE,
+            "rank_power_iterations": NON_NEGATIVE, "power_iterations": NON_NEGATIVE, "quantile_prob": RATE},
     kind="baseline",
     requires=("halra",),
     install_hint="install the baseline extras: pip install --no-deps -r requirements-baselines.txt",

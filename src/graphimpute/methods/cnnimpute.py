@@ -32,8 +32,9 @@ import torch
 from scipy.spatial.distance import cdist
 from torch import nn
 
-from graphimpute import train
-from graphimpute.methods._base import ImputeResult, Method
+from graphimpute import monitor, train
+from graphimpute.methods._base import COUNT, FRACTION, POSITIVE, RATE, UNIT, ImputeResult, Method, Range
+from graphimpute.methods._common import no_depth, run_fingerprint, train_config
 from graphimpute.methods._cnnimpute_dropout import dropout_probability, fit_mixture, log10_cpm, valid_genes
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,38 @@ _EM_CHUNK = 4_000_000  # genes x cells values per EM chunk (bounds memory)
 _PREDICT_CHUNK = 4096
 
 
+def estimate_memory_gb(n_cells: int, n_genes: int, params: dict) -> float:
+    """Peak memory of a run in GiB (2^30 bytes, the unit of ``max_memory_gb``), an upper bound that
+    takes the whole input as one cluster. Held throughout: counts, log-CPM and the output (float32)
+    and the missing mask (bool), 13 bytes per cell x gene. On top, the larger phase:
+    - the dropout EM: log10 CPM in float64 and the probabilities (12 bytes per entry) and the EM's
+      float64 temporaries, ~75 bytes per value of one gene chunk (``_EM_CHUNK``; measured);
+    - the input search and one model: the cluster's log-CPM and mask copied twice, centred and
+      unit-norm values (18 bytes per entry); the block's inputs, targets and mask in two copies; the
+      weights with gradients, two Adam moments and the best copy (5 x 4 bytes each); and the
+      prediction pass, whose first convolution's output and its ReLU hold 2 x filters x length floats
+      for each of up to ``_PREDICT_CHUNK`` cells at once.
+    Measured on pbmc3k (2,592 x 2,000, 4 clusters, largest 825 cells): growth of the process 0.72 GiB,
+    estimate 1.21 GiB (bench/results/cnnimpute.md)."""
+    n_inputs = params["n_targets"] * params["n_inputs_per_target"]
+    k, filters, hidden, n_targets = params["kernel_size"], params["filters"], params["hidden"], params["n_targets"]
+    conv_length = n_inputs - k + 1
+    length = (conv_length // 2 - k + 1) // 2
+    weights = filters * k + filters * filters * k + filters * length * hidden + hidden * n_targets + hidden + n_targets
+    entries = n_cells * n_genes
+    em = 12 * entries + 75 * min(entries, _EM_CHUNK)
+    blocks = (18 * entries + 2 * 4 * n_cells * (n_inputs + 2 * n_targets) + 20 * weights
+              + 2 * 4 * filters * conv_length * min(n_cells, _PREDICT_CHUNK))
+    return (13 * entries + max(em, blocks)) / 2**30
+
+
 def impute(adata, params, ctx) -> ImputeResult:
     device = train.resolve_device(ctx.device)
+    need = estimate_memory_gb(adata.n_obs, adata.n_vars, params)
+    monitor.require_memory(need, limit_gb=params["max_memory_gb"], device=device,
+                           what=f"cnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
+                           advice="use fewer genes (--n-top-genes) or cells, or raise max_memory_gb if the "
+                                  "memory is there")
     train.seed_everything(ctx.seed)
     counts = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
     counts = counts.astype(np.float32, copy=False)
@@ -53,6 +84,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     scale = 1e6 / np.where(library > 0, library, 1.0)
     lognorm = np.log1p(counts * scale[:, None].astype(np.float32))
     timing = {}
+    fingerprint = run_fingerprint(adata, "cnnimpute", params, ctx)  # one hash for every block's checkpoint
 
     t0 = time.perf_counter()
     labels, cluster_info = cluster_cells(lognorm, params=params, seed=ctx.seed)
@@ -77,8 +109,8 @@ def impute(adata, params, ctx) -> ImputeResult:
             skipped.append({"cluster": c, "n_cells": int(cells.size), "n_missing": int(missing[cells].sum())})
             continue
         for b, (targets, inputs) in enumerate(gene_blocks(lognorm[cells], missing[cells], usable[c], params)):
-            pred, history = fit_block(lognorm[cells], missing[cells], targets, inputs, params=params,
-                                      device=device, ctx=ctx, name=f"cluster{c}_block{b}")
+            pred, history = fit_block(lognorm[cells], missing[cells], targets, inputs, params=params, device=device,
+                                      ctx=ctx, name=f"cluster{c}_block{b}", fingerprint=fingerprint)
             hole = missing[np.ix_(cells, targets)]
             rows, cols = np.nonzero(hole)  # back from log CPM to the cell's count scale
             imputed[cells[rows], targets[cols]] = np.expm1(pred[rows, cols].astype(np.float64)) / scale[cells[rows]]
@@ -91,7 +123,9 @@ def impute(adata, params, ctx) -> ImputeResult:
                            "n_epochs": history.n_epochs, "best_epoch": history.best_epoch,
                            "best_val_mse": history.best_loss})
     timing["training_s"] = time.perf_counter() - t0
+    imputed[no_depth(library, "cnnimpute")] = 0.0
     info = {"clusters": cluster_info, "n_missing": int(missing.sum()), "missing_fraction": float(missing.mean()),
+            "memory_estimate_gb": round(need, 3),
             "models": models, "skipped_clusters": skipped, "timing": timing}
     log.info("cnnImpute: %d clusters, %d models, %d entries imputed; %s", labels.max() + 1, len(models),
              missing.sum(), ", ".join(f"{k} {v:.1f}" for k, v in timing.items()))
@@ -300,7 +334,7 @@ def masked_mse(module: nn.Module, batch) -> dict[str, torch.Tensor]:
     return {"loss": err.sum() / observed.sum().clamp(min=1.0)}
 
 
-def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name):
+def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name, fingerprint=None):
     """Train one model for one (cluster, block) and predict the block for every cell of the cluster."""
     n_targets, n_inputs = params["n_targets"], params["n_targets"] * params["n_inputs_per_target"]
     if params["trim_padding"]:  # input as long as the genes chosen, but long enough that the pooled
@@ -333,10 +367,8 @@ def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name):
         for i in range(0, fit.size, batch):
             yield [t[perm[i:i + batch]] for t in train_set]
 
-    workdir = ctx.workdir / "cnnimpute" / name if ctx.workdir else None
-    config = train.TrainConfig(max_epochs=params["max_epochs"], lr=params["lr"], patience=params["patience"],
-                               progress=ctx.progress, desc=f"cnnImpute {name}", fused_adam=True, checkpoint_dir=workdir,
-                               checkpoint_every=ctx.checkpoint_every if workdir else None, resume=ctx.resume)
+    config = train_config(ctx, "cnnimpute", fingerprint, part=name, max_epochs=params["max_epochs"], lr=params["lr"],
+                          patience=params["patience"], fused_adam=True)
     history = train.fit(module, masked_mse, config=config, device=device, train_data=train_batches,
                         val_data=lambda: [val_set])
     with torch.no_grad():
@@ -363,6 +395,15 @@ METHOD = Method(
         # network and training
         "filters": 16, "kernel_size": 3, "hidden": 1024, "dropout": 0.3,
         "lr": 1e-4, "batch_size": 32, "max_epochs": 150, "patience": 5, "val_fraction": 0.1,
+        "max_memory_gb": 16.0,  # GiB: refuse before any work above this estimate (this project)
+    },
+    ranges={
+        "tsne_dims": COUNT, "tsne_perplexity": POSITIVE, "tsne_max_iter": Range(250),  # sklearn's minimum
+        "tsne_n_pcs": COUNT, "adp_min_clusters": Range(2), "adp_max_clusters": Range(2), "adp_f_cuts": FRACTION,
+        "adp_n_bandwidths": COUNT, "em_max_iter": COUNT, "em_tol": POSITIVE, "dropout_threshold": FRACTION,
+        "n_targets": COUNT, "n_inputs_per_target": COUNT, "input_gene_threshold": UNIT, "filters": COUNT,
+        "kernel_size": COUNT, "hidden": COUNT, "dropout": RATE, "lr": POSITIVE, "batch_size": COUNT,
+        "max_epochs": COUNT, "patience": COUNT, "val_fraction": FRACTION, "max_memory_gb": POSITIVE,
     },
     trains=True,
 )

@@ -22,8 +22,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from graphimpute import train
-from graphimpute.methods._base import ImputeResult, Method
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method, Range
 from graphimpute.methods._baseline import dense_counts, output_scale_info, to_input_library
+from graphimpute.methods._common import run_fingerprint, train_config
 from graphimpute.nn.losses import zinb_nll
 
 MEAN_RANGE = (1e-5, 1e6)  # DCA's MeanAct clip
@@ -99,10 +100,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         return epoch
 
     model = ZINBAutoencoder(counts.shape[1], hidden=tuple(params["hidden"])).to(device)
-    config = train.TrainConfig(max_epochs=params["max_epochs"], lr=params["lr"], patience=params["patience"],
-                               grad_clip=params["grad_clip"] or None, progress=ctx.progress, desc="dca",
-                               checkpoint_every=ctx.checkpoint_every, resume=ctx.resume,
-                               checkpoint_dir=ctx.workdir / "dca" if ctx.workdir else None)
+    config = train_config(ctx, "dca", run_fingerprint(adata, "dca", params, ctx), max_epochs=params["max_epochs"],
+                          lr=params["lr"], patience=params["patience"], grad_clip=params["grad_clip"] or None)
     history = train.fit(model, zinb_loss, config=config, device=device, train_data=batches(train_idx, True),
                         val_data=batches(val_idx, False) if n_val else None)
 
@@ -125,6 +124,9 @@ METHOD = Method(
     # gradient clip 5, learning rate 1e-3); Adam instead of RMSprop (docs/methods.md)
     defaults={"hidden": (64, 32, 64), "max_epochs": 300, "batch_size": 32, "lr": 1e-3, "patience": 15,
               "validation_fraction": 0.1, "grad_clip": 5.0},
+    # batch norm needs two cells per batch
+    ranges={"hidden": COUNT, "max_epochs": COUNT, "batch_size": Range(2), "lr": POSITIVE, "patience": COUNT,
+            "validation_fraction": RATE, "grad_clip": NON_NEGATIVE},
     kind="baseline",
     trains=True,
 )

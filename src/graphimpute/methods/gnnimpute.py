@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from graphimpute import graphs, normalise, train
-from graphimpute.methods._base import ImputeResult, Method
-from graphimpute.methods._common import cell_graph, dense_counts, split_cells, train_config
+from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method
+from graphimpute.methods._common import (cell_graph, dense_counts, no_depth, run_fingerprint, split_cells,
+                                        symmetrised, train_config)
 from graphimpute.methods.scgnn import PCA_KNN5  # the same graph: both papers build PCA(50) -> 5-NN
 from graphimpute.monitor import require_memory
 
@@ -49,7 +50,13 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     "max_epochs": 3000,
     "patience": 200,
-    "max_memory_gb": 16.0,  # refuse before training above this estimate
+    "max_memory_gb": 16.0,  # GiB: refuse before training above this estimate
+}
+
+RANGES = {
+    "hidden_dim": COUNT, "latent_dim": COUNT, "heads": COUNT, "attention_dropout": RATE, "dropout": RATE,
+    "mask_fraction": FRACTION, "train_fraction": FRACTION, "val_fraction": FRACTION, "lr": POSITIVE,
+    "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT, "max_memory_gb": POSITIVE,
 }
 
 
@@ -92,25 +99,25 @@ def mask_per_gene(values: np.ndarray, fraction: float, rng: np.random.Generator)
 
 def estimate_memory_gb(n_cells: int, n_genes: int, n_edges: int, *, hidden_dim: int, latent_dim: int,
                        heads: int) -> float:
-    """Peak memory of one run: ~10 dense cells x genes float32 copies (counts, log input, masked input,
+    """Peak memory of one run in GiB (2^30 bytes, the unit of ``max_memory_gb``): ~10 dense cells x genes float32 copies (counts, log input, masked input,
     output, its gradient and ReLU mask, validation and final passes, the result); per-edge attention
     messages of both GAT layers kept for the backward pass (edges include one self-loop per cell);
     per-cell hidden activations; the weights with gradient, two Adam moments and a best-weights copy;
-    and ~0.3 GB for the libraries."""
+    and ~0.3 GiB for the libraries."""
     edges = n_edges + n_cells
     dense = 10 * n_cells * n_genes
     messages = 4 * edges * heads * (hidden_dim + latent_dim)
     nodes = 8 * n_cells * (heads * hidden_dim + 2 * hidden_dim + heads * latent_dim)
     weights = 5 * (n_genes * heads * hidden_dim + hidden_dim * heads * latent_dim + hidden_dim * n_genes
                    + latent_dim * hidden_dim)
-    return 4 * (dense + messages + nodes + weights) / 1e9 + 0.3
+    return 4 * (dense + messages + nodes + weights) / 2**30 + 0.3
 
 
 def impute(adata, params, ctx) -> ImputeResult:
     train.seed_everything(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
-    graph = cell_graph(adata, PCA_KNN5, "gnnimpute")
+    graph, was_asymmetric = symmetrised(cell_graph(adata, PCA_KNN5, "gnnimpute"), "gnnimpute")
     require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, graph.nnz, hidden_dim=params["hidden_dim"],
                                       latent_dim=params["latent_dim"], heads=params["heads"]),
                    limit_gb=params["max_memory_gb"], device=device, what=f"gnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
@@ -139,7 +146,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         index = cells[split]
         return {"loss": F.mse_loss(module(inputs, edge_index)[index], targets[index])}
 
-    config = train_config(ctx, "gnnimpute", max_epochs=params["max_epochs"], lr=params["lr"],
+    fingerprint = run_fingerprint(adata, "gnnimpute", params, ctx, reads=(PCA_KNN5.key,))
+    config = train_config(ctx, "gnnimpute", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
                           weight_decay=params["weight_decay"], patience=params["patience"])
     history = train.fit(module, loss, config=config, device=device,
                         train_data=lambda: ["train"], val_data=lambda: ["val"])
@@ -149,10 +157,11 @@ def impute(adata, params, ctx) -> ImputeResult:
     with torch.no_grad():
         reconstructed = module(targets, edge_index).cpu().numpy()
     imputed = np.expm1(reconstructed, out=reconstructed) * factors[:, None]
+    imputed[no_depth(counts.sum(axis=1), "gnnimpute")] = 0.0
     info = {
         "n_masked_entries": int(rows.size), "n_train_cells": int(train_cells.size),
         "n_val_cells": int(val_cells.size), "median_library": float(np.median(counts.sum(axis=1))),
-        "graph": graphs.stored_params(adata, PCA_KNN5.key) or PCA_KNN5.key,
+        "graph": graphs.stored_params(adata, PCA_KNN5.key) or PCA_KNN5.key, "graph_symmetrised": was_asymmetric,
         "qc": "cell/gene filters of the paper are the pipeline's QC step (not repeated)",
     }
     log.info("gnnimpute: best epoch %s of %d", history.best_epoch, history.n_epochs)
@@ -166,6 +175,7 @@ METHOD = Method(
     citation="Xu C, Cai L, Gao J. An efficient scRNA-seq dropout imputation method using graph attention "
              "network. BMC Bioinformatics 22, 582 (2021)",
     defaults=DEFAULTS,
+    ranges=RANGES,
     graphs=(PCA_KNN5,),
     trains=True,
 )

@@ -38,7 +38,8 @@ from torch_geometric.utils import negative_sampling
 
 from graphimpute import _keys, graphs, monitor, normalise, train
 from graphimpute.errors import GraphImputeError, ResourceError
-from graphimpute.methods._base import GraphSpec, ImputeResult, Method
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, UNIT, GraphSpec, ImputeResult, Method, Range
+from graphimpute.methods._common import no_depth, run_fingerprint, train_config
 from graphimpute.nn.losses import zinb_nll
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,20 @@ DEFAULTS = {
     "gcn_activation": "tanh",  # official code; the paper's eq. 3 says relu (diverges, docs/methods.md)
     "weight_decay": 1e-3,  # paper: L2 coefficient
     "batch_size": 0,  # cells per step; 0 = all cells in one step (official code, its flag is unused)
-    "max_genes": 10000,  # this project: refuse above (genes x genes weights and adjacency)
+    # this project: refuse above (genes x genes weights and adjacency). The same number as the gene
+    # graph's own limit, which the graph step applies: a larger value only helps with a gene graph
+    # supplied in varp['gene_pearson'] by other means
+    "max_genes": graphs.PEARSON_MAX_GENES,
     "dense_adjacency_max_genes": 3000,  # this project: above, the adjacency BCE uses sampled non-edges
     "learned_graph_threshold": 0.5,  # paper: edges of the learned graph have Â > 0.5
     "learned_graph_top_k": 20,  # this project: at most this many learned edges per gene are saved
+}
+
+RANGES = {
+    "max_epochs": COUNT, "lr": POSITIVE, "lr_decay": Range(0, 1, low_open=True), "lr_decay_steps": COUNT,
+    "hidden": COUNT, "latent": COUNT, "dropout": RATE, "weight_decay": NON_NEGATIVE,
+    "batch_size": NON_NEGATIVE, "max_genes": COUNT, "dense_adjacency_max_genes": NON_NEGATIVE,
+    "learned_graph_threshold": UNIT, "learned_graph_top_k": NON_NEGATIVE,
 }
 
 
@@ -183,10 +194,13 @@ def estimate_memory_mb(*, n_cells: int, n_genes: int, batch_size: int, dense_adj
 
 
 def size_factors(adata: AnnData) -> tuple[np.ndarray, str]:
-    """``obs['size_factor']`` when the pipeline stored it; else library / median library of X (paper)."""
+    """``obs['size_factor']`` when the pipeline stored it; else library / median library of X (paper),
+    0 for a cell with no counts in X (its output is then 0: ``_common.no_depth``)."""
     if _keys.SIZE_FACTOR in adata.obs:
         return adata.obs[_keys.SIZE_FACTOR].to_numpy(np.float32), f"obs['{_keys.SIZE_FACTOR}']"
-    return normalise.size_factors(adata.X).astype(np.float32), "library / median library of X"
+    factors = normalise.size_factors(adata.X).astype(np.float32)
+    factors[no_depth(adata.X.sum(axis=1), "graphsci")] = 0.0
+    return factors, "library / median library of X"
 
 
 def scaled_log_expression(counts, size_factor: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -233,8 +247,7 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
     if g > params["max_genes"]:
         raise ResourceError(
             f"GraphSCI keeps genes x genes weights and adjacency: limited to {params['max_genes']} genes "
-            f"({g} given); keep at most {params['max_genes']} genes with --n-top-genes, or raise --param max_genes "
-            "if memory allows")
+            f"({g} given), as its gene Pearson graph; keep at most {params['max_genes']} genes with --n-top-genes")
     if params["gcn_activation"] not in ACTIVATIONS:
         raise GraphImputeError(f"gcn_activation must be one of {', '.join(ACTIVATIONS)}, "
                                f"not {params['gcn_activation']!r}")
@@ -256,11 +269,11 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
     data = _tensors(x, counts, size_factor, graph, dense, device)
     module = GraphSCIModule(n_cells=n, n_genes=g, hidden=params["hidden"], latent=params["latent"],
                             dropout=params["dropout"], gcn_activation=params["gcn_activation"]).to(device)
-    config = train.TrainConfig(
-        max_epochs=params["max_epochs"], lr=params["lr"], weight_decay=params["weight_decay"],
-        lr_decay_every=params["lr_decay_steps"], lr_decay=params["lr_decay"],
-        lr_decay_staircase=params["lr_decay_staircase"], checkpoint_every=ctx.checkpoint_every,
-        checkpoint_dir=ctx.workdir, resume=ctx.resume, progress=ctx.progress, desc="graphsci")
+    fingerprint = run_fingerprint(adata, "graphsci", params, ctx, reads=(GRAPH.key, _keys.SIZE_FACTOR))
+    config = train_config(
+        ctx, "graphsci", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
+        weight_decay=params["weight_decay"], lr_decay_every=params["lr_decay_steps"], lr_decay=params["lr_decay"],
+        lr_decay_staircase=params["lr_decay_staircase"])
     history = train.fit(module, lambda m, cells: loss(m, cells, data), config=config, device=device,
                         train_data=_cell_batches(n, batch_size, ctx.seed, device))
 
@@ -279,7 +292,8 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
                           "top_k": params["learned_graph_top_k"],
                           "share_of_pairs_above_threshold": _share_above(adjacency,
                                                                          params["learned_graph_threshold"]),
-                          "observed_edges_kept": _share_kept(graph, learned)},
+                          "observed_edges_kept": _share_kept(graph, learned),
+                          **_adjacency_summary(adjacency, graph, data.pos_weight)},
     }
     return ImputeResult(imputed=imputed, history=history.to_dict(), info=info,
                         varp={LEARNED_GRAPH_KEY: learned})
@@ -343,6 +357,22 @@ def _share_above(adjacency: np.ndarray, threshold: float) -> float:
     return above / max(g * (g - 1), 1)
 
 
+def _adjacency_summary(adjacency: np.ndarray, observed: sp.spmatrix, pos_weight: float) -> dict:
+    """What the learned Â says off the diagonal: its mean, its mean on the observed edges and on the
+    other pairs, and the share of pairs above w/(1+w). Trained with pos_weight w, Â = 0.5 stands for
+    a pair as likely as a random one (the base rate), not for an even chance: Â > w/(1+w) is the
+    level at which the loss calls a pair more likely an edge than not (docs/methods.md, GraphSCI)."""
+    g = adjacency.shape[0]
+    off = ~np.eye(g, dtype=bool)
+    edges = observed.toarray() > 0
+    calibrated = pos_weight / (1 + pos_weight)
+    return {"mean_offdiagonal": float(adjacency[off].mean()),
+            "mean_on_observed_edges": float(adjacency[edges & off].mean()) if edges.any() else None,
+            "mean_on_other_pairs": float(adjacency[~edges & off].mean()),
+            "share_of_pairs_above_even_odds": float(np.count_nonzero((adjacency > calibrated) & off))
+            / max(g * (g - 1), 1)}
+
+
 def _share_kept(observed: sp.spmatrix, learned: sp.spmatrix) -> float | None:
     """Share of the observed graph's edges that the learned graph keeps."""
     if observed.nnz == 0:
@@ -357,6 +387,7 @@ METHOD = Method(
     citation="Rao J, Zhou X, Lu Y, Zhao H, Yang Y. Imputing single-cell RNA-seq data by combining graph "
              "convolution and autoencoder neural networks. iScience 24:102393 (2021)",
     defaults=DEFAULTS,
+    ranges=RANGES,
     graphs=(GRAPH,),
     trains=True,
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphimpute.methods._base import ImputeResult, Method
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, ImputeResult, Method
 from graphimpute.methods._baseline import dense_counts, output_scale_info, to_input_library
 
 
@@ -43,6 +43,7 @@ METHOD = Method(
              "Cell 174:716-729 (2018)",
     # magic-impute 3.0.0 defaults; knn_max 0 = the library's 3 x knn; n_pca 0 = no PCA.
     defaults={"knn": 5, "knn_max": 0, "decay": 1.0, "t": 3, "n_pca": 100, "solver": "exact"},
+    ranges={"knn": COUNT, "knn_max": NON_NEGATIVE, "decay": POSITIVE, "t": COUNT, "n_pca": NON_NEGATIVE},
     kind="baseline",
     requires=("magic", "scprep", "graphtools"),
     install_hint="install the baseline extras: pip install --no-deps -r requirements-baselines.txt",

@@ -18,7 +18,6 @@ Shapes: counts N x G → imputed N x G (float32, the input's count scale).
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,9 +27,11 @@ from torch import Tensor, nn
 
 from graphimpute import graphs, normalise, train
 from graphimpute.errors import GraphImputeError
-from graphimpute.methods._base import GraphSpec, ImputeResult, Method
-from graphimpute.methods._common import cell_graph, dense_counts, split_cells, train_config
+from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, GraphSpec, ImputeResult, Method
+from graphimpute.methods._common import (cell_graph, dense_counts, no_depth, run_fingerprint, split_cells,
+                                        symmetrised, train_config)
 from graphimpute.monitor import require_memory
+from graphimpute.nn.gcn import gcn_adjacency, propagate
 
 log = logging.getLogger(__name__)
 
@@ -47,36 +48,14 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     "max_epochs": 1000,
     "patience": 100,  # epochs without validation improvement (not in the paper; see docs/methods.md)
-    "max_memory_gb": 16.0,  # refuse before training above this estimate
+    "max_memory_gb": 16.0,  # GiB: refuse before training above this estimate
 }
 
-
-class _SymmetricPropagation(torch.autograd.Function):
-    """Â·X for a symmetric sparse Â. Its gradient is Â·grad again, so torch never has to transpose
-    (and re-sort) Â in the backward pass."""
-
-    @staticmethod
-    def forward(ctx, adjacency: Tensor, x: Tensor) -> Tensor:
-        ctx.adjacency = adjacency
-        return adjacency @ x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return None, ctx.adjacency @ grad
-
-
-def gcn_adjacency(graph: sp.csr_matrix, device: torch.device) -> Tensor:
-    """Â = D^-½(A + I)D^-½ (PyG's ``gcn_norm``, computed once and kept: the "cached" GCN), as a
-    sparse CSR tensor on ``device``. ``graph`` must be symmetric."""
-    from torch_geometric.nn.conv.gcn_conv import gcn_norm
-
-    edge_index = torch.from_numpy(graphs.to_edge_index(graph))
-    edge_index, weight = gcn_norm(edge_index, num_nodes=graph.shape[0], add_self_loops=True)
-    # message source -> target: row = target, column = source
-    with warnings.catch_warnings():  # torch: "sparse CSR support is in beta", invariant checks off
-        warnings.simplefilter("ignore", UserWarning)
-        adjacency = torch.sparse_coo_tensor(edge_index.flip(0), weight, graph.shape).coalesce()
-        return adjacency.to_sparse_csr().to(device)
+RANGES = {
+    "min_dispersion": NON_NEGATIVE, "hidden_divisor": COUNT, "dropout": RATE, "max_hidden_fraction": FRACTION,
+    "val_fraction": FRACTION, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT,
+    "max_memory_gb": POSITIVE,
+}
 
 
 class GCNLayer(nn.Module):
@@ -94,8 +73,8 @@ class GCNLayer(nn.Module):
 
     def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
         if self.linear.out_features <= self.linear.in_features:
-            return _SymmetricPropagation.apply(adjacency, self.linear(x)) + self.bias
-        return self.linear(_SymmetricPropagation.apply(adjacency, x)) + self.bias
+            return propagate(adjacency, self.linear(x)) + self.bias
+        return self.linear(propagate(adjacency, x)) + self.bias
 
 
 class SCGNN(nn.Module):
@@ -125,13 +104,13 @@ def gene_dispersion(counts) -> np.ndarray:
 
 
 def estimate_memory_gb(n_cells: int, n_genes: int, n_kept: int, n_hidden: int, n_edges: int) -> float:
-    """Peak memory of one run: ~9 dense cells x genes float32 copies (counts, normalised and masked
+    """Peak memory of one run in GiB (2^30 bytes, the unit of ``max_memory_gb``): ~9 dense cells x genes float32 copies (counts, normalised and masked
     inputs, the output and its gradient, the validation pass, the imputed result), the graph, and the
     model with its Adam state and best-weights copy."""
     dense = 4 * n_cells * (2 * n_genes + 7 * n_kept)
     graph = 16 * (n_edges + n_cells) * 2
     model = 4 * 2 * n_kept * n_hidden * 5
-    return (dense + graph + model) / 1e9
+    return (dense + graph + model) / 2**30
 
 
 def impute(adata, params, ctx) -> ImputeResult:
@@ -139,10 +118,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
     graph = cell_graph(adata, PCA_KNN5, "scgnn")
-    info: dict = {}
-    if (graph != graph.T).nnz:
-        graph = graph.maximum(graph.T).tocsr()
-        info["graph_symmetrised"] = True
+    graph, was_asymmetric = symmetrised(graph, "scgnn")
+    info: dict = {"graph_symmetrised": was_asymmetric}
 
     # 1. gene filter on raw counts; 2. median-library scaling of the kept genes
     keep = gene_dispersion(adata.X) > params["min_dispersion"]
@@ -188,7 +165,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         flat, target = hidden[split]
         return {"loss": F.mse_loss(module(inputs).reshape(-1)[flat], target)}
 
-    config = train_config(ctx, "scgnn", max_epochs=params["max_epochs"], lr=params["lr"],
+    fingerprint = run_fingerprint(adata, "scgnn", params, ctx, reads=(PCA_KNN5.key,))
+    config = train_config(ctx, "scgnn", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
                           weight_decay=params["weight_decay"], patience=params["patience"])
     history = train.fit(module, loss, config=config, device=device,
                         train_data=lambda: ["train"], val_data=lambda: ["val"])
@@ -197,6 +175,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     del inputs
     with torch.no_grad():
         predicted = module(torch.from_numpy(scaled).to(device)).clamp_min(0).cpu().numpy()
+    predicted[no_depth(kept.sum(axis=1), "scgnn")] = 0.0
     imputed = counts
     imputed[:, keep] = np.where(kept > 0, kept, predicted * factors[:, None])
     info.update({
@@ -218,6 +197,7 @@ METHOD = Method(
     citation="Huang K, Xiao C, Glass L, Sun J. SCGNN: scRNA-seq Dropout Imputation via Induced "
              "Hierarchical Cell Similarity Graph. arXiv:2008.03322 (2020)",
     defaults=DEFAULTS,
+    ranges=RANGES,
     graphs=(PCA_KNN5,),
     trains=True,
 )

@@ -17,7 +17,6 @@ cells, the kNN fallback (k=30 on 50 PCs, symmetrised) recorded in ``uns['graphim
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,47 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GraphNorm, Linear
-from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from graphimpute import graphs, monitor, train
 from graphimpute.errors import GraphImputeError
-from graphimpute.methods._base import GraphSpec, ImputeResult, Method
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, UNIT, GraphSpec, ImputeResult, Method
+from graphimpute.methods._common import run_fingerprint, train_config
+from graphimpute.nn.gcn import gcn_adjacency, propagate
 from graphimpute.nn.losses import zinb_nll
 
 log = logging.getLogger(__name__)
 
 GRAPH_KEY = "scvgae_percentile"
-
-
-class _SymmetricPropagate(torch.autograd.Function):
-    """L @ h for a symmetric sparse L. Its gradient is L @ grad as well, so autograd never transposes
-    the CSR matrix (torch's own backward for sparse.mm does, which costs ~10x the forward)."""
-
-    @staticmethod
-    def forward(ctx, adj: Tensor, h: Tensor) -> Tensor:
-        ctx.adj = adj
-        return torch.sparse.mm(adj, h)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return None, torch.sparse.mm(ctx.adj, grad)
-
-
-def gcn_adjacency(graph: sp.spmatrix) -> Tensor:
-    """L = D^-1/2 (A + I) D^-1/2 of a binary cell graph (symmetrised first), as a torch sparse CSR
-    tensor: computed once per run and shared by every GCN layer (PyG's gcn_norm)."""
-    graph = sp.coo_matrix(graph)
-    graph = sp.coo_matrix(((graph + graph.T) > 0).astype(np.float32))
-    edge_index = torch.from_numpy(np.vstack([graph.row, graph.col]).astype(np.int64))
-    edge_index, weight = gcn_norm(edge_index, None, graph.shape[0], add_self_loops=True)
-    target, source = edge_index[1].numpy(), edge_index[0].numpy()  # row i aggregates its sources
-    norm = sp.csr_matrix((weight.numpy(), (target, source)), shape=graph.shape)
-    norm.sort_indices()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(torch.from_numpy(norm.indptr.astype(np.int64)),
-                                       torch.from_numpy(norm.indices.astype(np.int64)),
-                                       torch.from_numpy(norm.data), size=norm.shape, check_invariants=True)
 
 
 class ScVGAE(nn.Module):
@@ -98,13 +67,16 @@ class ScVGAE(nn.Module):
         self.mean_head = _gcn_linear(hidden, n_genes)
         self.pi_head = _gcn_linear(hidden, n_genes)
         self.theta_head = _gcn_linear(hidden, n_genes)
+        # Every batch is the whole matrix, so BatchNorm normalises with the statistics of the pass itself,
+        # in training and in eval: running averages (momentum 0.1) of past epochs' statistics would make
+        # the eval output differ from the trained one, most after few epochs
         # decoder f_D of the mean M
         self.decoder = nn.Sequential(
-            nn.Linear(n_genes, decoder_hidden), nn.BatchNorm1d(decoder_hidden), nn.ReLU(),
+            nn.Linear(n_genes, decoder_hidden), _batch_norm(decoder_hidden), nn.ReLU(),
             nn.Dropout(decoder_dropout), nn.Linear(decoder_hidden, n_genes), nn.ReLU())
         # eq. 5: BatchNorm over genes of X and over cells of Xᵀ
-        self.gene_norm = nn.BatchNorm1d(n_genes)
-        self.cell_norm = nn.BatchNorm1d(n_cells)
+        self.gene_norm = _batch_norm(n_genes)
+        self.cell_norm = _batch_norm(n_cells)
 
     @staticmethod
     def propagated_input(x: Tensor, adj: Tensor) -> Tensor:
@@ -115,12 +87,12 @@ class ScVGAE(nn.Module):
         z = self.encoder_dropout(F.relu(self.graph_norm(self.encoder(lx))))
         out: dict[str, Tensor] = {}
         if self.variational:
-            lz = _SymmetricPropagate.apply(adj, z)
+            lz = propagate(adj, z)
             mu_z = self.latent_mean(lz)
             logvar_z = self.latent_logvar(lz).clamp(-self.logvar_clamp, self.logvar_clamp)
             z = mu_z + torch.randn_like(mu_z) * torch.exp(0.5 * logvar_z) if self.training else mu_z
             out.update(latent_mean=mu_z, latent_logvar=logvar_z)
-        lz = _SymmetricPropagate.apply(adj, z)
+        lz = propagate(adj, z)
         c = self.logit_clamp
         mean = torch.exp(self.mean_head(lz).clamp(-c, c))
         theta = torch.exp(self.theta_head(lz).clamp(-c, c))
@@ -128,6 +100,11 @@ class ScVGAE(nn.Module):
         x_hat = self.decoder(mean) + self.gene_norm(x) + self.cell_norm(x.T).T
         out.update(x_hat=x_hat, mean=mean, theta=theta, pi_logits=pi_logits)
         return out
+
+
+def _batch_norm(features: int) -> nn.BatchNorm1d:
+    """BatchNorm with batch statistics only (no running averages): the batch is always every cell."""
+    return nn.BatchNorm1d(features, track_running_stats=False)
 
 
 def _gcn_linear(in_features: int, out_features: int) -> Linear:
@@ -148,14 +125,17 @@ def scvgae_loss(out: dict[str, Tensor], x: Tensor, *, alpha: float, kl_weight: f
 
 
 def estimate_memory_gb(n_cells: int, n_genes: int, n_edges: int, params: dict, *, output_entries: int = 0) -> float:
-    """Peak memory of a run in GiB, from the sizes: weights with their gradients, Adam moments and the
-    best-weights copy (5 copies); ~52 live cells x genes float tensors (inputs, heads, decoder, the
-    ZINB terms and their gradients, measured); decoder and latent activations; the adjacency and its
-    construction (~48 bytes per edge); the dense output (``output_entries`` floats)."""
+    """Peak memory of a run in GiB (2^30 bytes, the unit of ``max_memory_gb``), from the sizes: weights
+    with their gradients, Adam moments and the best-weights copy (5 copies); ~52 live cells x genes
+    float tensors (inputs, heads, decoder, the ZINB terms and their gradients, measured); decoder and
+    latent activations; the graph's slice, its normalised adjacency and their construction (~80 bytes
+    per stored entry, measured: 70-86 on 1.6-8.2 M entries); the dense output (``output_entries``
+    floats). ``n_edges`` is the graph's ``nnz``: each undirected edge is stored once per direction,
+    and counted once here."""
     h, d = params["hidden"], params["decoder_hidden"]
     weights = (4 * h + 2 * d + 8) * n_genes + (2 * h * h if params["variational"] else 0) + 2 * n_cells
     floats = 5 * weights + 52 * n_cells * n_genes + 8 * n_cells * d + 16 * n_cells * h + output_entries
-    return (4 * floats + 48 * (n_edges + n_cells)) / 2**30
+    return (4 * floats + 80 * (n_edges + n_cells)) / 2**30
 
 
 def to_counts(x_hat: np.ndarray, library: np.ndarray, target_sum: float) -> np.ndarray:
@@ -181,7 +161,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     info = _graph_info(adata, params)
     graph = sp.csr_matrix(adata.obsp[GRAPH_KEY])[cells][:, cells]
     n, g = int(cells.sum()), int(genes.sum())
-    need = estimate_memory_gb(n, g, 2 * graph.nnz, params, output_entries=adata.n_obs * adata.n_vars)
+    need = estimate_memory_gb(n, g, graph.nnz, params, output_entries=adata.n_obs * adata.n_vars)
     monitor.require_memory(need, limit_gb=params["max_memory_gb"], device=device,
                            what=f"scvgae on {n} cells x {g} genes with {graph.nnz} edges",
                            advice="use fewer genes (--n-top-genes) or cells, or raise the limit with "
@@ -190,7 +170,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     kept = counts[cells][:, genes]
     library = np.asarray(kept.sum(axis=1), dtype=np.float64)  # > 0: every kept cell has non-zero genes
     x = torch.from_numpy(graphs.sqrt_normalised(kept, params["target_sum"])).to(device)
-    adj = gcn_adjacency(graph).to(device)
+    adj = gcn_adjacency(graph, device)
     lx = ScVGAE.propagated_input(x, adj)
 
     train.seed_everything(ctx.seed)
@@ -202,8 +182,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     def loss(model, _batch):
         return scvgae_loss(model(x, lx, adj), x, alpha=params["alpha"], kl_weight=params["kl_weight"])
 
-    config = train.TrainConfig(max_epochs=params["epochs"], lr=params["lr"], progress=ctx.progress, desc="scvgae",
-                               checkpoint_every=ctx.checkpoint_every, checkpoint_dir=ctx.workdir, resume=ctx.resume)
+    fingerprint = run_fingerprint(adata, "scvgae", params, ctx, reads=(GRAPH_KEY,))
+    config = train_config(ctx, "scvgae", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"])
     history = train.fit(module, loss, config=config, device=device)
     with torch.no_grad():  # fit() leaves the module in eval mode
         x_hat = module(x, lx, adj)["x_hat"].double().cpu().numpy()
@@ -247,12 +227,19 @@ DEFAULTS = {
     "decoder_dropout": 0.4,
     "alpha": 0.05,  # weight of the MSE; 1 - alpha on the ZINB NLL
     "lr": 5e-4,  # paper (official code: 1e-4)
-    "epochs": 100,
+    "max_epochs": 100,
     "logit_clamp": 15.0,  # mean and dispersion logits clamped before exp (official code)
     "variational": False,  # equations are deterministic; the title says variational
     "kl_weight": 1e-4,
     "logvar_clamp": 10.0,
-    "max_memory_gb": 8.0,  # refuse before training above this estimate
+    "max_memory_gb": 8.0,  # GiB: refuse before training above this estimate
+}
+
+RANGES = {
+    "min_gene_fraction": RATE, "min_cell_fraction": RATE, "target_sum": POSITIVE, "hidden": COUNT,
+    "decoder_hidden": COUNT, "encoder_dropout": RATE, "decoder_dropout": RATE, "alpha": UNIT, "lr": POSITIVE,
+    "max_epochs": COUNT, "logit_clamp": POSITIVE, "kl_weight": NON_NEGATIVE, "logvar_clamp": POSITIVE,
+    "max_memory_gb": POSITIVE,
 }
 
 METHOD = Method(
@@ -262,6 +249,7 @@ METHOD = Method(
     citation="Inoue Y. scVGAE: A Novel Approach using ZINB-Based Variational Graph Autoencoder for "
              "Single-Cell RNA-Seq Imputation (2024); code: github.com/inoue0426/scVGAE",
     defaults=DEFAULTS,
+    ranges=RANGES,
     graphs=(GraphSpec(key=GRAPH_KEY, kind="percentile", params={
         "percentile": 85.0, "target_sum": DEFAULTS["target_sum"],
         "min_gene_fraction": DEFAULTS["min_gene_fraction"], "min_cell_fraction": DEFAULTS["min_cell_fraction"],

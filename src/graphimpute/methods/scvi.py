@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graphimpute import train
-from graphimpute.methods._base import ImputeResult, Method
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method, Range
 from graphimpute.methods._baseline import dense_counts, output_scale_info, to_input_library
 
 
@@ -76,6 +76,8 @@ METHOD = Method(
     # scvi-tools 1.4.2 defaults; max_epochs 0 = scvi-tools' rule min(400, round(400 x 20000 / n_cells))
     defaults={"n_hidden": 128, "n_latent": 10, "n_layers": 1, "dropout_rate": 0.1, "gene_likelihood": "zinb",
               "max_epochs": 0, "batch_size": 128, "lr": 1e-3, "early_stopping": False, "n_samples": 25},
+    ranges={"n_hidden": COUNT, "n_latent": COUNT, "n_layers": COUNT, "dropout_rate": RATE,
+            "max_epochs": NON_NEGATIVE, "batch_size": Range(2), "lr": POSITIVE, "n_samples": COUNT},
     kind="baseline",
     trains=True,
     requires=("scvi",),

@@ -9,6 +9,10 @@ the baseline's. "undef." is a value the metric does not define, "not run" a pair
 
     python bench/accuracy_summary.py bench/results/accuracy_mcv.tsv bench/results/accuracy_uniform.tsv \\
         --out bench/results/accuracy_summary.md
+
+``--carry OLD.tsv``: rows of an earlier single-seed table (no seed column: mask seed 0) for the
+(dataset, scheme, method) triples the new tables lack; those cells are marked ¹ (one seed, an earlier
+run on the same seed-0 masks) and compare with the others on seed 0 alone.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ def view(long: pd.DataFrame, scheme: str, metric: str) -> tuple[pd.DataFrame, di
     order = [m for m in methods.names() if m in wide.index] + [m for m in wide.index if m not in methods.names()]
     wide = wide.loc[order]
     wide.attrs["measured"] = set(zip(part["method"], part["dataset"]))  # NaN there = undefined, else not run
+    carried = part[part.get("carried", pd.Series(False, index=part.index)).astype(bool)]
+    wide.attrs["carried"] = set(zip(carried["method"], carried["dataset"]))
     per_dataset = {d: g.rename(columns={"dataset": "sample"}) for d, g in part.groupby("dataset")}
     return wide, per_dataset
 
@@ -60,10 +66,10 @@ def markdown(wide: pd.DataFrame, per_dataset: dict, scheme: str, metric: str) ->
         for d, v in row.items():
             if pd.isna(v):
                 cells.append("undef." if (method, d) in wide.attrs["measured"] else "not run")
-            elif best.get(d) == method:
-                cells.append(f"**{v:.4g}**")
             else:
-                cells.append(f"{v:.4g}{' ≈' if method in tied.get(d, ()) else ''}")
+                mark = "¹" if (method, d) in wide.attrs["carried"] else ""
+                text = f"**{v:.4g}**{mark}" if best.get(d) == method else f"{v:.4g}{mark}"
+                cells.append(text + (" ≈" if method in tied.get(d, ()) else ""))
         counts, deltas = [], []
         for ref in refs:
             if method == ref:
@@ -100,14 +106,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("tables", nargs="+", type=Path, help="long TSVs written by bench/accuracy.py")
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy_summary.md"))
+    parser.add_argument("--carry", type=Path, default=None, help="an earlier single-seed long TSV (see above)")
     args = parser.parse_args(argv)
     long = pd.concat([pd.read_csv(t, sep="\t") for t in args.tables], ignore_index=True)
     if "seed" not in long:
         long["seed"] = 0
+    long["carried"] = False
+    if args.carry is not None:
+        old = pd.read_csv(args.carry, sep="\t").assign(seed=0, carried=True)
+        have = set(map(tuple, long[["dataset", "scheme", "method"]].drop_duplicates().to_numpy()))
+        old = old[[tuple(k) not in have for k in old[["dataset", "scheme", "method"]].to_numpy()]]
+        long = pd.concat([long, old[long.columns]], ignore_index=True)
     lines = ["# Accuracy benchmark: method x dataset", "",
              f"From {', '.join(f'`{t}`' for t in args.tables)} (full tables and protocol in the .md beside each);"
              " written by `bench/accuracy_summary.py`. Better / tie / worse: paired over mask seeds, a difference "
-             "counts only when its mean exceeds its seed-to-seed sd (docs/benchmark.md).", ""]
+             "counts only when its mean exceeds its seed-to-seed sd (docs/benchmark.md)."
+             + (f" ¹: one seed, carried from `{args.carry}` (an earlier run on the same seed-0 masks); it compares "
+                "with the others on seed 0 alone, by sign." if args.carry else ""), ""]
     if {"scheme", "metric"} <= set(long) and ((long["scheme"] == "mcv") & (long["metric"] == "mcv_poisson")).any():
         lines += winners(long)
     for scheme, metric in VIEWS:

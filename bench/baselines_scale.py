@@ -30,9 +30,9 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="magic,alra")
     parser.add_argument("--sample", default="pbmc3k_seurat")
     args = parser.parse_args(argv)
-    masked = anndata.read_h5ad(args.run / "graph" / f"{args.sample}.h5ad")
-    truth = anndata.read_h5ad(args.run / "mask" / f"{args.sample}.truth.h5ad")
-    print("method\trescaled\trmse\tmae\tpearson_r\tlibrary_ratio_median")
+    masked = anndata.read_h5ad(args.run / "graph" / f"{args.sample}.seed0.h5ad")
+    truth = anndata.read_h5ad(args.run / "mask" / f"{args.sample}.seed0.truth.h5ad")
+    print("method\trescaled\thidden_gene_r\thidden_zero_auc\trmse\tlibrary_ratio_median")
     for name in methods.parse_methods(args.methods):
         method = methods.get(name)
         module = sys.modules[method.impute.__module__]
@@ -44,7 +44,8 @@ def main(argv=None) -> int:
             scores = hidden_scores(result.imputed, truth)
             library = np.asarray(masked.X.sum(axis=1)).ravel()
             ratio = np.median(result.imputed.sum(axis=1) / library)
-            print(f"{name}\t{rescaled}\t{scores['rmse']:.4f}\t{scores['mae']:.4f}\t{scores['pearson_r']:.4f}\t{ratio:.3f}")
+            print(f"{name}\t{rescaled}\t{scores['hidden_gene_r']:.4f}\t{scores['hidden_zero_auc']:.4f}\t{scores['rmse']:.4f}"
+                  f"\t{ratio:.3f}")
     return 0
 
 

@@ -19,13 +19,7 @@ from graphimpute.methods._common import checkpoint_dir, run_fingerprint
 from graphimpute.pipeline import build_graph
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models: one torch thread is faster, and far faster on a shared, loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- the fingerprint -----------------------------------------------------------------------------

@@ -16,13 +16,7 @@ from graphimpute.methods import graphsci
 MODULE = np.arange(8)  # genes 0-7 share one cell factor
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads can run 50x slower (spinning)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def simulated(n_cells: int = 150, n_genes: int = 30, seed: int = 0) -> AnnData:

@@ -97,6 +97,11 @@ class Settings:
             raise GraphImputeError(f"rescale must be 'library' or 'none', got {self.rescale!r}")
 
 
+METRIC_COLUMNS = ["sample", "method", "seed", "metric", "value"]
+HISTORY_COLUMNS = ["sample", "method", "model", "epoch", "term", "value"]
+EMBEDDING_COLUMNS = ["sample", "method", "cell", "umap1", "umap2", "label"]
+
+
 @dataclass
 class Evaluation:
     """Everything EVALUATE found for one sample; REPORT only formats it."""
@@ -108,6 +113,14 @@ class Evaluation:
     embeddings: pd.DataFrame  # sample, method, cell, umap1, umap2, label
     versions: dict[str, dict[str, str]]  # method -> package -> version
     settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_scores(cls, sample: str, metrics: pd.DataFrame, runs: pd.DataFrame,
+                    settings: dict[str, Any]) -> "Evaluation":
+        """Scores computed elsewhere (``--methods auto``'s selection): no histories, embeddings or versions."""
+        return cls(sample=sample, metrics=metrics[METRIC_COLUMNS], runs=runs,
+                   histories=pd.DataFrame(columns=HISTORY_COLUMNS), embeddings=pd.DataFrame(columns=EMBEDDING_COLUMNS),
+                   versions={}, settings=settings)
 
     def summary(self) -> pd.DataFrame:
         """Wide: one row per method, best first by the primary metric (verdict.PRIMARY); each metric's
@@ -499,13 +512,12 @@ def evaluate(
                 "label_key": label_key}
     recorded["versions"] = {"graphimpute": _own_version(), "scanpy": _pkg_version("scanpy"),
                             "scikit-learn": _pkg_version("scikit-learn"), "anndata": _pkg_version("anndata")}
-    emb_cols = ["sample", "method", "cell", "umap1", "umap2", "label"]
     return Evaluation(
         sample=sample,
-        metrics=pd.DataFrame(rows, columns=["sample", "method", "seed", "metric", "value"]),
+        metrics=pd.DataFrame(rows, columns=METRIC_COLUMNS),
         runs=pd.DataFrame(runs),
-        histories=pd.DataFrame(histories, columns=["sample", "method", "model", "epoch", "term", "value"]),
-        embeddings=pd.concat(embeddings)[emb_cols] if embeddings else pd.DataFrame(columns=emb_cols),
+        histories=pd.DataFrame(histories, columns=HISTORY_COLUMNS),
+        embeddings=pd.concat(embeddings)[EMBEDDING_COLUMNS] if embeddings else pd.DataFrame(columns=EMBEDDING_COLUMNS),
         versions=versions,
         settings=_jsonable(recorded),
     )

@@ -178,10 +178,7 @@ def selection_step(impute_path, outdir, *, sample: str) -> Path:
     settings = {"auto": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in record["settings"].items()},
                 "winner": str(record["winner"]), "skipped": {k: str(v) for k, v in dict(record["skipped"]).items()},
                 "mask": {"scheme": "mcv", "fraction": float(record["settings"]["fraction"])}}
-    result = Evaluation(sample=sample, metrics=metrics[["sample", "method", "seed", "metric", "value"]],
-                        runs=runs, histories=pd.DataFrame(columns=["sample", "method", "model", "epoch", "term", "value"]),
-                        embeddings=pd.DataFrame(columns=["sample", "method", "cell", "umap1", "umap2", "label"]),
-                        versions={}, settings=settings)
+    result = Evaluation.from_scores(sample, metrics, runs, settings)
     record_json = _record([impute_path], dict(sample=sample))
     written = result.write(outdir, steps={"selection": json.dumps(record_json)})
     return next(p for p in written if p.name.endswith(".summary.json"))

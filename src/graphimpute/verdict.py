@@ -70,7 +70,7 @@ def ranking(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
         versus = "best" if method == best else compare(metrics, metric, method, best).outcome
         entry: dict[str, Any] = {"rank": rank, "method": method, "mean": float(row["mean"]),
                                  "sd": float(row["std"]) if row["count"] > 1 else float("nan"),
-                                 "n_seeds": int(row["count"]), "vs_best": "tie" if versus == "tie" else versus}
+                                 "n_seeds": int(row["count"]), "vs_best": versus}
         for base in BASELINES:
             if base in stats.index:
                 entry[f"vs_{base}"] = "–" if base == method else compare(metrics, metric, method, base).outcome

@@ -17,7 +17,7 @@ import torch
 
 from bench.cnnimpute_timing import top_genes
 from graphimpute.methods import get, resolve_params
-from graphimpute.methods.cnnimpute import (CnnImputeNet, cluster_cells, cluster_dropout, density_peak_centres,
+from graphimpute.methods._impl.cnnimpute import (CnnImputeNet, cluster_cells, cluster_dropout, density_peak_centres,
                                            masked_mse)
 
 

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from graphimpute.methods.cnnimpute import CnnImputeNet
+from graphimpute.methods._impl.cnnimpute import CnnImputeNet
 
 
 def step_cpu_ms(n_inputs: int, steps: int, batch: int = 32, n_targets: int = 512) -> tuple[float, int]:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from graphimpute import methods, train
-from graphimpute.methods import graphsci as gs
+from graphimpute.methods._impl import graphsci as gs
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     adata = ad.read_h5ad(args.graph_h5ad)
-    params = methods.resolve_params(gs.METHOD, {})
+    params = methods.resolve_params(methods.get("graphsci"), {})
     n, g = adata.shape
     train.seed_everything(0)
     size_factor, _ = gs.size_factors(adata)

@@ -23,7 +23,7 @@ import torch
 
 from graphimpute import graphs, methods, monitor, normalise
 from graphimpute.methods import RunContext
-from graphimpute.methods import graphsci
+from graphimpute.methods._impl import graphsci
 from graphimpute.monitor import PeakMemory
 
 

@@ -17,7 +17,7 @@ import anndata
 import numpy as np
 
 from graphimpute import methods
-from graphimpute.methods import gnnimpute, scgnn
+from graphimpute.methods._impl import gnnimpute, scgnn
 
 
 def summary(path: str) -> dict:

@@ -12,7 +12,7 @@ from conftest import synthetic_counts
 from graphimpute import methods, normalise, pipeline
 from graphimpute.errors import DeviceError, GraphImputeError, ResourceError
 from graphimpute.methods import RunContext
-from graphimpute.methods import gnnimpute, scgnn
+from graphimpute.methods._impl import gnnimpute, scgnn
 from graphimpute.nn.gcn import gcn_adjacency
 
 NAMES = ["scgnn", "gnnimpute"]
@@ -237,7 +237,7 @@ def test_gnnimpute_architecture():
 
 
 def test_gnnimpute_defaults_are_the_papers():
-    d = gnnimpute.DEFAULTS
+    d = methods.get("gnnimpute").defaults
     assert (d["lr"], d["weight_decay"], d["max_epochs"], d["patience"]) == (1e-4, 5e-4, 3000, 200)
     assert (d["train_fraction"], d["val_fraction"], d["mask_fraction"]) == (0.6, 0.2, 0.1)
     assert (d["hidden_dim"], d["latent_dim"], d["heads"]) == (512, 50, 3)

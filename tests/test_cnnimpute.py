@@ -13,7 +13,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from graphimpute.errors import DeviceError
 from graphimpute.methods import RunContext, get, resolve_params
 from graphimpute.methods._cnnimpute_dropout import FLOOR, fit_mixture
-from graphimpute.methods.cnnimpute import (cluster_dropout, density_peak_centres, fit_block, gene_blocks,
+from graphimpute.methods._impl.cnnimpute import (cluster_dropout, density_peak_centres, fit_block, gene_blocks,
                                            mean_silhouettes)
 
 FAST = {"max_epochs": 4, "n_targets": 32, "hidden": 128, "tsne_max_iter": 250, "tsne_perplexity": 15.0}
@@ -210,7 +210,7 @@ def test_defaults_are_the_papers_and_overridable():
 
 def test_memory_guard_refuses_before_any_work(monkeypatch):
     from graphimpute.errors import ResourceError
-    from graphimpute.methods import cnnimpute
+    from graphimpute.methods._impl import cnnimpute
 
     def no_clustering(*args, **kwargs):
         raise AssertionError("clustering started although the estimate is above the limit")
@@ -224,7 +224,7 @@ def test_memory_guard_refuses_before_any_work(monkeypatch):
 
 
 def test_memory_estimate_grows_with_cells_and_input_width():
-    from graphimpute.methods.cnnimpute import estimate_memory_gb
+    from graphimpute.methods._impl.cnnimpute import estimate_memory_gb
 
     params = resolve_params(get("cnnimpute"))
     pbmc3k, cbmc, large = (estimate_memory_gb(n, 2000, params) for n in (2592, 8617, 100_000))

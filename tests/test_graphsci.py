@@ -11,7 +11,7 @@ from anndata import AnnData
 from graphimpute import graphs, methods, monitor
 from graphimpute.errors import DeviceError, GraphImputeError, ResourceError
 from graphimpute.methods import RunContext
-from graphimpute.methods import graphsci
+from graphimpute.methods._impl import graphsci
 
 MODULE = np.arange(8)  # genes 0-7 share one cell factor
 

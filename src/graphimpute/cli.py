@@ -288,12 +288,17 @@ def graph_command(input_path, output, method_list, n_pcs, n_neighbors, seed, qui
 def impute_command(input_path, output, method, param_pairs, params_file, device, checkpoint_every, resume,
                    workdir, memory_gb, seed, quiet):
     """Impute with one method; writes layers['imputed'] (expected counts) and its provenance."""
-    from graphimpute import pipeline
+    from graphimpute import methods
     from graphimpute.monitor import memory_budget
+
+    params = _params(param_pairs, params_file)
+    if method != "auto":  # a bad method or parameter fails before torch, anndata or the input is loaded
+        methods.resolve_params(methods.get(method), params)
+    from graphimpute import pipeline  # anndata, numpy, torch: after the cheap checks
 
     ctx = _ctx(seed, device, quiet, checkpoint_every, resume, workdir)
     with memory_budget(memory_gb):
-        pipeline.impute_step(input_path, output, method=method, params=_params(param_pairs, params_file), ctx=ctx)
+        pipeline.impute_step(input_path, output, method=method, params=params, ctx=ctx)
     log.info("wrote %s", output)
 
 
@@ -331,12 +336,14 @@ def run_command(input_path, outdir, method_list, auto_candidates, auto_max_cells
                 allow_non_integer, label_key, layer, n_top_genes, n_pcs, n_neighbors, param_pairs, params_file, device,
                 checkpoint_every, resume, workdir, memory_gb, seed, quiet, **kwargs):
     """The whole chain in one process: QC, normalise, [mask], graph, impute (each method), [evaluate, report]."""
-    from graphimpute import methods, pipeline
+    from graphimpute import methods
 
     auto = method_list.strip() == "auto"
     names = ["auto"] if auto else methods.parse_methods(method_list)
     candidates = methods.parse_methods(auto_candidates) if auto else []
     method_params = _method_params(candidates if auto else names, param_pairs, params_file)
+    from graphimpute import pipeline  # anndata, numpy, torch: after the cheap checks
+
     ctx = _ctx(seed, device, quiet, checkpoint_every, resume, workdir)
     options = pipeline.RunOptions(
         methods=names, sample=sample, benchmark=benchmark, label_key=label_key, force=force,

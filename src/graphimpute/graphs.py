@@ -8,14 +8,16 @@ D^-1/2 (A+I) D^-1/2) is left to the model that uses the graph.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
-from anndata import AnnData
 
 from graphimpute import _keys
 from graphimpute.errors import ResourceError
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ def pca(adata: AnnData, *, n_comps: int = 50, layer: str = _keys.LOGNORM, seed: 
     Writes ``adata.obsm['X_pca']`` (cells x n_comps float32) and ``adata.uns['graphimpute']['graph']['pca']``.
     """
     import scanpy as sc
+    from anndata import AnnData
 
     n_comps = int(min(n_comps, adata.n_obs - 1, adata.n_vars - 1))
     values = adata.layers[layer] if layer else adata.X

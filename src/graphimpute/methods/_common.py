@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from graphimpute import train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import GraphSpec, RunContext
+
+if TYPE_CHECKING:  # torch: imported by the functions that train, not by the registry
+    from graphimpute import train
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,8 @@ def run_fingerprint(adata, method: str, params: dict, ctx: RunContext, *, reads:
                 extra[key] = store[key]
         if key in adata.obs:
             extra[key] = adata.obs[key].to_numpy()
+    from graphimpute import train
+
     data = train.input_fingerprint(adata.X, adata.obs_names, adata.var_names, extra)
     return train.run_fingerprint(data=data, method=method, params=params, seed=ctx.seed)
 
@@ -110,6 +115,8 @@ def train_config(ctx: RunContext, name: str, fingerprint: dict | None, *, part: 
     """A TrainConfig carrying the run's checkpoint, resume and progress settings: checkpoints under
     ``checkpoint_dir(ctx, name, part)``, stamped with ``fingerprint`` (``run_fingerprint``), which a
     resume must match. Every method that trains builds its TrainConfig here."""
+    from graphimpute import train
+
     desc = settings.pop("desc", f"{name} {part}" if part else name)
     return train.TrainConfig(checkpoint_every=ctx.checkpoint_every, checkpoint_dir=checkpoint_dir(ctx, name, part),
                              resume=ctx.resume, progress=ctx.progress, desc=desc, fingerprint=fingerprint,

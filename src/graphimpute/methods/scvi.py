@@ -11,16 +11,18 @@ Writes nothing to ``adata``.
 
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from graphimpute import train
 from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method, Range
 from graphimpute.methods._baseline import dense_counts, output_scale_info, to_input_library
 
 
 def impute(adata, params, ctx) -> ImputeResult:
+    import anndata as ad
+
+    from graphimpute import train
+
     scvi = METHOD.import_required("scvi")
     device = train.resolve_device(ctx.device)
     train.seed_everything(ctx.seed)
@@ -49,6 +51,8 @@ def impute(adata, params, ctx) -> ImputeResult:
 def _history(model, device) -> dict:
     """scvi-tools' per-epoch logs (``elbo_train``, ``train_loss_epoch``, ``elbo_validation``, ...) as the
     project's training history (``train_elbo``, ``train_loss``, ``val_elbo``, ...)."""
+    from graphimpute import train
+
     history = train.History(device=str(device))
     logged = {_history_name(name): frame.iloc[:, 0].to_numpy() for name, frame in model.history.items()}
     n_epochs = max((len(v) for v in logged.values()), default=0)

@@ -36,13 +36,55 @@ def test_run_outputs_follow_the_data_contract(finished, bundled):
     assert "lognorm" in graph.layers and "size_factor" in graph.obs
     for step in ("qc", "normalise", "graph"):
         assert step in graph.uns["graphimpute"]
+    raw = bundled[graph.obs_names, graph.var_names].X.toarray()
+    np.testing.assert_array_equal(graph.X.toarray(), raw)  # raw counts survive every step
+    # scanpy's keys, so that sc.pl.pca_variance_ratio and sc.tl.umap(neighbors_key="knn") work
+    assert graph.varm["PCs"].shape == (2000, 50) and len(graph.uns["pca"]["variance_ratio"]) == 50
+    assert graph.uns["knn"]["connectivities_key"] == "knn"
     result = ad.read_h5ad(finished / "impute/pbmc3k_small.none.h5ad")
-    raw = bundled[result.obs_names, result.var_names].X.toarray()
-    np.testing.assert_array_equal(result.X.toarray(), raw)  # raw counts survive every step
+    assert list(result.obs_names) == list(graph.obs_names) and list(result.var_names) == list(graph.var_names)
     np.testing.assert_array_equal(result.layers["imputed"], raw)  # `none` imputes nothing
     prov = result.uns["graphimpute"]["impute"]
     assert prov["method"] == "none" and prov["seed"] == 0 and "torch" in prov["versions"]
     assert prov["wall_time_s"] >= 0 and prov["peak_memory_mb"] > 0
+
+
+def test_impute_files_hold_only_what_the_step_made(finished):
+    result = ad.read_h5ad(finished / "impute/pbmc3k_small.none.h5ad")
+    assert result.X is None  # the counts stay in graph/, which the method read
+    assert list(result.layers) == ["imputed"]
+    assert len(result.obsp) == len(result.varp) == len(result.obsm) == len(result.varm) == 0
+    assert "cell_type" in result.obs and "size_factor" in result.obs  # annotations travel with the layer
+    assert {"qc", "normalise", "graph", "impute", "steps"} <= set(result.uns["graphimpute"])
+    assert "pca" not in result.uns and "knn" not in result.uns  # records of matrices left in graph/
+
+
+def test_impute_keeps_the_graphs_it_had_to_build(tmp_path, finished):
+    out = tmp_path / "knn_average.h5ad"
+    assert run_cli("impute", finished / "graph/pbmc3k_small.h5ad", "-o", out, "--method", "knn_average").exit_code == 0
+    result = ad.read_h5ad(out)
+    assert list(result.obsp) == ["knn5"] and result.uns["knn5"]["connectivities_key"] == "knn5"
+    assert "X_pca" not in result.obsm  # the input had the PCA: not repeated
+
+
+def test_collect_joins_methods_into_one_object(tmp_path, finished):
+    graph, impute = finished / "graph/pbmc3k_small.h5ad", finished / "impute"
+    other = tmp_path / "gene_mean.h5ad"
+    assert run_cli("impute", graph, "-o", other, "--method", "gene_mean").exit_code == 0
+    out = tmp_path / "all.h5ad"
+    result = run_cli("collect", graph, impute / "pbmc3k_small.none.h5ad", other, "-o", out)
+    assert result.exit_code == 0, result.output
+    joined, base = ad.read_h5ad(out), ad.read_h5ad(graph)
+    np.testing.assert_array_equal(joined.X.toarray(), base.X.toarray())
+    assert {"imputed_none", "imputed_gene_mean", "lognorm"} <= set(joined.layers)
+    np.testing.assert_array_equal(joined.layers["imputed_gene_mean"], ad.read_h5ad(other).layers["imputed"])
+    assert joined.uns["graphimpute"]["layers"]["imputed_gene_mean"]["method"] == "gene_mean"
+    # the same method twice, or a file from other cells, is refused and nothing is written
+    again = run_cli("collect", graph, other, other, "-o", tmp_path / "twice.h5ad")
+    assert again.exit_code == EXIT_USER_ERROR and "second output of method 'gene_mean'" in again.output
+    assert not (tmp_path / "twice.h5ad").exists()
+    wrong = run_cli("collect", finished / "qc/pbmc3k_small.h5ad", other, "-o", tmp_path / "wrong.h5ad")
+    assert wrong.exit_code == EXIT_USER_ERROR and "differ" in wrong.output
 
 
 def test_rerun_skips_finished_steps_and_force_redoes_them(finished, bundled_path):

@@ -61,7 +61,7 @@ def select(adata: AnnData, *, candidates: Iterable[str] | None = None,
            max_cells: int = MAX_CELLS, mask_seeds: int = MASK_SEEDS, fraction: float = 0.1) -> Selection:
     """Score each candidate by MCV on ``adata`` (raw counts in X, as the NORMALISE step leaves them)
     and return the winner; ``adata`` is not modified."""
-    from graphimpute import evaluate, pipeline
+    from graphimpute import evaluate
 
     ctx = ctx or RunContext()
     if mask_seeds < 1 or max_cells < 50:
@@ -79,30 +79,9 @@ def select(adata: AnnData, *, candidates: Iterable[str] | None = None,
     sample = _subsample(adata, max_cells, ctx.seed)
     log.info("auto: choosing among %s by MCV on %d of %d cells, %d mask seed(s)", ", ".join(names),
              sample.n_obs, adata.n_obs, mask_seeds)
-    outputs, truths = [], []
     quiet = RunContext(seed=ctx.seed, device=ctx.device, progress=ctx.progress)  # no checkpoints for trials
-    for mask_seed in range(ctx.seed, ctx.seed + mask_seeds):
-        masked, truth = mask.mask(sample, scheme="mcv", fraction=fraction, seed=mask_seed)
-        truths.append(truth)
-        for name in names:
-            if name in skipped:
-                continue
-            log.info("auto: %s on mask seed %d", name, mask_seed)
-            try:
-                imputed, provenance = pipeline.impute_adata(masked, methods.get(name), params[name], quiet)
-            except (GraphImputeError, RuntimeError, MemoryError) as err:
-                skipped[name] = f"{type(err).__name__}: {err}"
-                log.warning("auto: %s skipped: %s", name, skipped[name])
-                continue
-            out = AnnData(X=masked.X, obs=masked.obs[[]], var=masked.var[[]],
-                          uns={_keys.UNS: {"mask": dict(masked.uns[_keys.UNS]["mask"]),
-                                           "impute": pipeline.h5ad_safe(provenance)}})
-            out.layers[_keys.IMPUTED] = imputed
-            outputs.append(out)
-    outputs = [o for o in outputs if o.uns[_keys.UNS]["impute"]["method"] not in skipped]
-    if not outputs:
-        raise GraphImputeError(f"auto: every candidate failed ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
-    evaluation = evaluate.evaluate(outputs, truth=truths, sample="auto", settings=evaluate.Settings(umap=False))
+    evaluation = cross_validate(sample, names, params, quiet, scheme="mcv", fraction=fraction, mask_seeds=mask_seeds,
+                                skipped=skipped, sample="auto", settings=evaluate.Settings(umap=False))
     verdict = evaluation.verdict()
     for line in verdict["lines"]:
         log.info("auto: %s", line)
@@ -115,6 +94,47 @@ def select(adata: AnnData, *, candidates: Iterable[str] | None = None,
                     mask_seeds=mask_seeds, fraction=fraction, metric=verdict["metric"])
     log.info("auto: imputing all %d cells with %s", adata.n_obs, verdict["winner"])
     return Selection(verdict["winner"], evaluation, verdict, settings, skipped)
+
+
+def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Mapping[str, Any]], ctx: RunContext,
+                   *, scheme: str = "mcv", fraction: float = 0.1, mask_seeds: int = MASK_SEEDS,
+                   label_key: str | None = None, skipped: dict[str, str] | None = None, sample: str = "sample",
+                   settings=None):
+    """The benchmark in memory: mask ``adata`` (raw counts in X, normalised) once per mask seed (``ctx.seed``,
+    ``ctx.seed`` + 1, ...), impute each masked copy with every method of ``names`` (``params``: resolved,
+    by name) and score all outputs against their seed's truth with ``evaluate.evaluate`` (``label_key``:
+    clustering too). ``adata`` is not modified; nothing is written. Returns the ``evaluate.Evaluation``.
+
+    ``skipped``: a dict that records each method that fails (an optional package, a memory refusal, a
+    method that refuses the data) and leaves it out; without it, the first failure is raised."""
+    from graphimpute import evaluate, pipeline
+
+    outputs, truths = [], []
+    for mask_seed in range(ctx.seed, ctx.seed + mask_seeds):
+        masked, truth = mask.mask(adata, scheme=scheme, fraction=fraction, seed=mask_seed)
+        truths.append(truth)
+        for name in names:
+            if skipped is not None and name in skipped:
+                continue
+            log.info("%s: %s on mask seed %d", sample, name, mask_seed)
+            try:
+                imputed, provenance = pipeline.impute_adata(masked, methods.get(name), params[name], ctx)
+            except (GraphImputeError, RuntimeError, MemoryError) as err:
+                if skipped is None:
+                    raise
+                skipped[name] = f"{type(err).__name__}: {err}"
+                log.warning("%s: %s skipped: %s", sample, name, skipped[name])
+                continue
+            out = AnnData(X=masked.X, obs=masked.obs[[label_key] if label_key else []], var=masked.var[[]],
+                          uns={_keys.UNS: {"mask": dict(masked.uns[_keys.UNS]["mask"]),
+                                           "impute": pipeline.h5ad_safe(provenance)}})
+            out.layers[_keys.IMPUTED] = imputed
+            outputs.append(out)
+    outputs = [o for o in outputs if o.uns[_keys.UNS]["impute"]["method"] not in (skipped or {})]
+    if not outputs:
+        raise GraphImputeError(f"{sample}: every method failed ({'; '.join(f'{k}: {v}' for k, v in (skipped or {}).items())})")
+    return evaluate.evaluate(outputs, truth=truths, label_key=label_key, sample=sample,
+                             settings=settings or evaluate.Settings(umap=False, seed=ctx.seed))
 
 
 def _subsample(adata: AnnData, max_cells: int, seed: int) -> AnnData:

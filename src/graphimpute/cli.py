@@ -302,6 +302,20 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
     log.info("wrote %s", output)
 
 
+@main.command("collect")
+@click.argument("base_path", metavar="BASE", type=click.Path(path_type=Path))
+@click.argument("imputed", metavar="IMPUTED...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@output_file
+@common("graphimpute.log")
+def collect_command(base_path, imputed, output, seed, quiet):
+    """One h5ad with several methods' results: BASE (the file they imputed, e.g. graph/<sample>.h5ad,
+    counts in X) plus layers['imputed_<method>'] and their provenance from each IMPUTE output."""
+    from graphimpute import pipeline
+
+    pipeline.collect_step(base_path, list(imputed), output)
+    log.info("wrote %s", output)
+
+
 @main.command("run")
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(path_type=Path),
               help="Count matrix: h5ad, 10x directory, 10x h5 or CSV/TSV.")

@@ -487,7 +487,7 @@ def evaluate(
                 embeddings.append(emb.assign(sample=sample, method=method))
             if method == "none":
                 unimputed_needed = False
-            if first is None:
+            if first is None and out.X is not None:  # IMPUTE files hold no X; objects made in memory may
                 first = (sp.csr_matrix(out.X)[keep], labels, out.obs_names[keep])
         run, history = _run_record(prov, method, sample)
         run["mask_seed"] = seed
@@ -502,10 +502,14 @@ def evaluate(
         del out, imputed
     if not seen:
         raise GraphImputeError(f"no method outputs given for sample {sample!r}")
-    if label_key and settings.umap and unimputed_needed and first is not None:
-        counts, labels, names = first
-        _, emb = clustering_metrics(counts.toarray(), labels, settings=settings, cell_names=names)
-        embeddings.append(emb.assign(sample=sample, method="unimputed"))
+    if label_key and settings.umap and unimputed_needed:
+        if first is None:
+            log.info("no UMAP of the unimputed counts: IMPUTE files hold no X; the `none` baseline's output is "
+                     "that panel")
+        else:
+            counts, labels, names = first
+            _, emb = clustering_metrics(counts.toarray(), labels, settings=settings, cell_names=names)
+            embeddings.append(emb.assign(sample=sample, method="unimputed"))
 
     records = [t.uns[_keys.UNS]["mask"] for _, t in sorted(truths.items())]
     recorded = {**asdict(settings), "mask": ({**records[0], "seeds": sorted(truths)} if records else None),

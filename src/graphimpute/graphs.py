@@ -29,9 +29,12 @@ PEARSON_MAX_GENES = 5000
 
 
 def pca(adata: AnnData, *, n_comps: int = 50, layer: str = _keys.LOGNORM, seed: int = 0) -> None:
-    """PCA of the scaled log-normalised matrix (the scanpy tutorial's recipe).
+    """PCA of the scaled log-normalised matrix (the scanpy tutorial's recipe), stored under scanpy's keys
+    so that ``sc.pl.pca_variance_ratio``, ``sc.pl.pca_loadings`` and ``sc.pp.neighbors`` work on the result.
 
-    Writes ``adata.obsm['X_pca']`` (cells x n_comps float32) and ``adata.uns['graphimpute']['graph']['pca']``.
+    Writes ``adata.obsm['X_pca']`` (cells x n_comps float32), ``adata.varm['PCs']`` (genes x n_comps
+    float32 loadings), ``adata.uns['pca']`` (``variance``, ``variance_ratio``, ``params``, as
+    ``sc.pp.pca`` writes it) and ``adata.uns['graphimpute']['graph']['pca']``.
     """
     import scanpy as sc
     from anndata import AnnData
@@ -46,6 +49,11 @@ def pca(adata: AnnData, *, n_comps: int = 50, layer: str = _keys.LOGNORM, seed: 
     np.nan_to_num(tmp.X, copy=False, nan=0.0)
     sc.pp.pca(tmp, n_comps=n_comps, random_state=seed, svd_solver="arpack")
     adata.obsm[_keys.PCA] = tmp.obsm["X_pca"].astype(np.float32)
+    adata.varm["PCs"] = np.asarray(tmp.varm["PCs"], dtype=np.float32)
+    adata.uns["pca"] = {"variance": np.asarray(tmp.uns["pca"]["variance"]),
+                        "variance_ratio": np.asarray(tmp.uns["pca"]["variance_ratio"]),
+                        "params": {"zero_center": True, "use_highly_variable": False, "layer": layer or "X",
+                                   "scaled": True, "max_value": 10}}
     _record(adata, "pca", {"kind": "pca", "n_comps": n_comps, "layer": layer, "scaled": True, "seed": seed})
 
 
@@ -63,7 +71,10 @@ def knn_graph(
     """Exact Euclidean kNN graph of the cells on their first ``n_pcs`` principal components.
 
     ``symmetrise`` keeps an edge when either cell lists the other (A or Aᵀ); otherwise row i holds
-    cell i's ``n_neighbors`` neighbours. Writes ``adata.obsp[key_added]`` (binary CSR)."""
+    cell i's ``n_neighbors`` neighbours. Writes ``adata.obsp[key_added]`` (binary CSR) and
+    ``adata.uns[key_added]``, scanpy's neighbors record (``connectivities_key``, ``params``), so that
+    ``sc.tl.umap(adata, neighbors_key=key_added)`` and ``sc.tl.leiden(adata, neighbors_key=key_added)``
+    use this graph."""
     from sklearn.neighbors import NearestNeighbors
 
     if use_rep == _keys.PCA and (use_rep not in adata.obsm or adata.obsm[use_rep].shape[1] < min(n_pcs, adata.n_vars - 1, adata.n_obs - 1)):
@@ -80,6 +91,9 @@ def knn_graph(
     if self_loops:
         graph = _binarise(graph + sp.identity(adata.n_obs, dtype=np.float32, format="csr"))
     adata.obsp[key_added] = graph
+    adata.uns[key_added] = {"connectivities_key": key_added, "distances_key": f"{key_added}_distances",  # none kept
+                            "params": {"n_neighbors": k + 1, "method": "graphimpute_knn", "metric": "euclidean",
+                                       "use_rep": use_rep, "n_pcs": int(rep.shape[1]), "binary": True}}
     _record(adata, key_added, {"kind": "knn", "n_neighbors": k, "n_pcs": rep.shape[1], "use_rep": use_rep,
                                "symmetrise": symmetrise, "self_loops": self_loops, "n_edges": int(graph.nnz)})
 

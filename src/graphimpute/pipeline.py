@@ -81,7 +81,8 @@ def graph_step(input_path, output, *, method_names=("none",), n_pcs: int = 50, n
 
 def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | None = None,
                 ctx: RunContext | None = None, auto: Mapping[str, Any] | None = None) -> Path:
-    """Run one method and write the input plus ``layers['imputed']`` and its provenance.
+    """Run one method and write what it made: ``layers['imputed']``, its provenance and the graphs and
+    results the step added (``impute_output``), not another copy of the input's matrices.
 
     ``method='auto'`` first picks the method by molecular cross-validation on the input (auto.select;
     ``auto``: its settings, ``params``: per-method parameters keyed by method name), then imputes with
@@ -89,6 +90,7 @@ def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | 
     io.check_output(input_path, output)
     ctx = ctx or RunContext()
     adata = _read(input_path)
+    given = _stored_keys(adata)
     selection = None
     if method == AUTO:
         from graphimpute import auto as auto_select
@@ -99,16 +101,86 @@ def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | 
     entry = methods.get(method)
     resolved = methods.resolve_params(entry, params)
     imputed, provenance = impute_adata(adata, entry, resolved, ctx)
-    adata.layers[_keys.IMPUTED] = imputed
     if selection is not None:
         provenance["selection"] = selection.record()
-    adata.uns.setdefault(_keys.UNS, {})["impute"] = h5ad_safe(provenance)
+    adata = impute_output(adata, imputed, provenance, given)
     _store_record(adata, "impute", [input_path], dict(method=AUTO if selection else method,
                                                       params=dict(params or {}) if selection else resolved,
                                                       seed=ctx.seed, **({"auto": dict(auto or {})} if selection else {})))
     log.info("impute: %s done in %.1f s, peak memory %.0f MB", method, provenance["wall_time_s"],
              provenance["peak_memory_mb"])
     return io.write_h5ad(adata, output)
+
+
+def impute_output(adata, imputed, provenance: Mapping[str, Any], given: dict[str, set]) -> anndata.AnnData:
+    """The IMPUTE step's file: the cells and genes of ``adata`` (``obs``, ``var``), ``layers['imputed']``,
+    ``uns`` (the earlier steps' records, ``uns['graphimpute']['impute']`` = ``provenance``) and what the
+    step itself added to ``adata`` (``obsm``/``obsp``/``varp``/``varm`` keys not in ``given``: the graphs
+    it had to build, the method's own results such as GraphSCI's learned graph). No ``X``: the counts
+    the method read stay in the step's input (the GRAPH file), which ``graphimpute collect`` joins back."""
+    out = anndata.AnnData(obs=adata.obs.copy(), var=adata.var.copy())
+    out.layers[_keys.IMPUTED] = imputed
+    for store in ("obsm", "obsp", "varp", "varm"):
+        for key, value in getattr(adata, store).items():
+            if key not in given[store]:
+                getattr(out, store)[key] = value
+    for key, value in adata.uns.items():  # scanpy's records of matrices left behind go with them
+        describes = value.get("connectivities_key") if isinstance(value, Mapping) else None
+        if (key == "pca" and "X_pca" not in out.obsm) or (describes is not None and describes not in out.obsp):
+            continue
+        out.uns[key] = value
+    out.uns[_keys.UNS] = {**dict(adata.uns.get(_keys.UNS, {})), "impute": h5ad_safe(provenance)}
+    return out
+
+
+def store_layer(adata, key: str, imputed, provenance: Mapping[str, Any]) -> None:
+    """One method's result as a named layer of a shared AnnData (``graphimpute.impute``, ``collect``).
+
+    Writes ``adata.layers[key]`` (expected counts on the input's count scale) and its provenance in
+    ``adata.uns['graphimpute']['layers'][key]`` (method, params, seed, device, versions, time, memory,
+    history), so several methods' layers sit side by side, each with its own record."""
+    adata.layers[key] = np.asarray(imputed, dtype=np.float32)
+    record = adata.uns.setdefault(_keys.UNS, {})
+    record.setdefault("layers", {})[key] = h5ad_safe(provenance)
+
+
+def collect_step(base_path, imputed_paths, output, *, key_template: str = "imputed_{method}") -> Path:
+    """One AnnData with several methods' results: ``base_path`` (the file the methods imputed, e.g.
+    ``graph/<sample>.h5ad``, with the counts in X) plus, for each IMPUTE output, its imputed layer as
+    ``layers['imputed_<method>']`` (``store_layer``) and the graphs and results it added (keys ``base``
+    lacks). The outputs must have the base's cells and genes in its order, and in benchmark mode come
+    from the same mask seed."""
+    for path in imputed_paths:
+        io.check_output(path, output)
+    io.check_output(base_path, output)
+    base = _read(base_path)
+    base_seed = base.uns.get(_keys.UNS, {}).get("mask", {}).get("seed")
+    for path in imputed_paths:
+        out = anndata.read_h5ad(path)
+        provenance = dict(out.uns.get(_keys.UNS, {}).get("impute", {}))
+        if _keys.IMPUTED not in out.layers or "method" not in provenance:
+            raise GraphImputeError(f"{path}: no layers['{_keys.IMPUTED}'] with its provenance: not an IMPUTE output")
+        if not (out.obs_names.equals(base.obs_names) and out.var_names.equals(base.var_names)):
+            raise GraphImputeError(f"{path}: its cells or genes differ from {base_path}'s; give the file it was "
+                                   "imputed from as the base")
+        seed = out.uns.get(_keys.UNS, {}).get("mask", {}).get("seed")
+        if seed != base_seed:
+            raise GraphImputeError(f"{path}: imputed from mask seed {seed}, but {base_path} is from mask seed "
+                                   f"{base_seed}")
+        key = key_template.format(method=provenance["method"])
+        if key in base.layers:
+            raise GraphImputeError(f"{path}: a second output of method {provenance['method']!r} ({key!r} is taken)")
+        store_layer(base, key, out.layers[_keys.IMPUTED], provenance)
+        for store in ("obsm", "obsp", "varp", "varm"):
+            for name, value in getattr(out, store).items():
+                getattr(base, store).setdefault(name, value)
+        log.info("collect: %s -> layers[%r]", path, key)
+    _store_record(base, "collect", [base_path, *imputed_paths], dict(key_template=key_template))
+    return io.write_h5ad(base, output)
+
+
+def _stored_keys(adata) -> dict[str, set]:
+    return {store: set(getattr(adata, store).keys()) for store in ("obsm", "obsp", "varp", "varm")}
 
 
 def impute_adata(adata, entry: methods.Method, params: Mapping[str, Any], ctx: RunContext):

@@ -40,15 +40,18 @@ def summarise(path, *, step: str, sample: str) -> dict[str, Any]:
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            matrix = f["X"]
+            # IMPUTE files hold no X (the counts stay in their input): their shape is the imputed layer's
+            matrix = f["X"] if "X" in f else f["layers"][_keys.IMPUTED]
             sparse = isinstance(matrix, h5py.Group)
             n_cells, n_genes = (int(n) for n in (matrix.attrs["shape"] if sparse else matrix.shape))
-            nonzero = int(matrix["data"].shape[0]) if sparse else None
+            nonzero = int(matrix["data"].shape[0]) if sparse and "X" in f else None
             record = read_elem(f["uns"][_keys.UNS]) if "uns" in f and _keys.UNS in f["uns"] else {}
             nnz = {f"{where}/{key}": int(f[where][key]["data"].shape[0])
                    for where in ("obsp", "varp") if where in f for key in f[where]}
     except OSError as err:
         raise InputError(path, f"not a readable h5ad file ({err})") from None
+    except KeyError:
+        raise InputError(path, f"neither X nor layers['{_keys.IMPUTED}']: not a step's output") from None
     if step not in record and step != "graph":
         raise InputError(path, f"no uns['{_keys.UNS}']['{step}'] record: is this the output of the {step} step?")
     row: dict[str, Any] = {"Sample": sample, "cells": n_cells, "genes": n_genes}

@@ -1,0 +1,183 @@
+"""The notebook user's door, in scanpy's style: an AnnData in, a layer and an ``uns`` record out.
+
+``impute(adata, "scgnn")`` runs one method on the raw counts of ``adata`` (``X``, or ``layer=``);
+``benchmark(adata, ["scgnn"])`` scores methods by the benchmark's own judge and returns a table. Both run
+the steps ``graphimpute run`` runs (``normalise.normalise`` without gene selection, the graphs the
+method declares, ``pipeline.impute_adata``; the benchmark ``auto.cross_validate``: mask, impute,
+``evaluate.evaluate``, the verdict) on a private working copy: ``adata.X`` and the user's layers are
+never modified. QC and gene selection are the user's business (scanpy's ``pp`` functions) and happen
+before.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from graphimpute import _keys
+from graphimpute.errors import GraphImputeError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from anndata import AnnData
+
+log = logging.getLogger(__name__)
+
+BARS = ("none", "gene_mean", "knn_average")  # what every method is shown against (docs/benchmark.md)
+
+
+def impute(adata: AnnData, method: str = "gnnimpute", *, layer: str | None = None, key_added: str | None = None,
+           copy: bool = False, device: str = "auto", seed: int = 0, **params) -> AnnData | None:
+    """Impute the raw counts of ``adata`` with one registered method (``graphimpute.methods.names()``).
+
+    ``layer``: the layer that holds the raw counts (default ``X``); ``params``: the method's
+    hyper-parameters, overriding its paper defaults (unknown names and values out of range are errors,
+    before any work). Builds what the method needs on a working copy (size factors, log-normalised
+    values, PCA and graphs); the same ``seed`` gives the same result on CPU.
+
+    Writes ``adata.layers[key_added or f"imputed_{method}"]`` (dense float32 expected counts on the
+    input's count scale) and ``adata.uns['graphimpute']['layers'][<that key>]`` (method, params, seed,
+    device, versions, time, memory, loss history). Adds, where ``adata`` has none under that key, what
+    was built for the method, under scanpy's keys: ``obsm['X_pca']``, ``varm['PCs']`` and ``uns['pca']``
+    (``sc.pl.pca_variance_ratio``), the method's cell graphs in ``obsp[<key>]`` with
+    ``uns[<key>]`` (``sc.tl.umap(adata, neighbors_key=<key>)``), gene graphs in ``varp``, the method's own
+    results (GraphSCI's learned graph) and their parameters in ``uns['graphimpute']['graph']``.
+    Returns the updated copy with ``copy=True``, else None."""
+    from graphimpute import methods, normalise, pipeline, train
+
+    entry = methods.get(method)
+    resolved = methods.resolve_params(entry, params)
+    if entry.missing():
+        entry.import_required(entry.missing()[0])  # raises, quoting how to install it
+    key = key_added or f"{_keys.IMPUTED}_{method}"
+    _check_key(adata, key, layer)
+    train.resolve_device(device)  # cuda where there is none: an error before any work
+    work = normalise.normalise(_working_copy(adata, layer), n_top_genes=None)
+    before = _matrix_keys(work)
+    imputed, provenance = pipeline.impute_adata(work, entry, resolved, methods.RunContext(seed=seed, device=device))
+    target = adata.copy() if copy else adata
+    provenance["counts"] = f"layers[{layer!r}]" if layer else "X"
+    provenance["graphs"] = {k: v for k, v in work.uns.get(_keys.UNS, {}).get("graph", {}).items()}
+    pipeline.store_layer(target, key, imputed, provenance)
+    _add_built(target, work, before)
+    log.info("graphimpute: %s wrote adata.layers[%r] (%d cells x %d genes)", method, key, *imputed.shape)
+    return target if copy else None
+
+
+def benchmark(adata: AnnData, methods: Iterable[str] = (), *, label_key: str | None = None, mask_seeds: int = 3,
+              scheme: str = "mcv", fraction: float = 0.1, layer: str | None = None, n_top_genes: int | None = None,
+              baselines: bool = True, params: Mapping[str, Mapping[str, Any]] | None = None,
+              device: str = "auto", seed: int = 0) -> pd.DataFrame:
+    """Score ``methods`` on ``adata``'s own counts by the benchmark of ``graphimpute run --benchmark``,
+    in memory (nothing is written; ``adata`` is not modified).
+
+    Per mask seed (``seed``, ``seed`` + 1, ...): the normalised counts are split (``scheme='mcv'``:
+    molecular cross-validation, ``fraction`` of each count's molecules held out; ``'uniform'`` /
+    ``'low-count'``: hidden entries), every method imputes the input part and is scored against the
+    held-out part, and with ``label_key`` by clustering against ``obs[label_key]``. ``baselines`` adds
+    the bars every method is shown against (``none``, ``gene_mean``, ``knn_average``); ``params``:
+    hyper-parameters by method name; ``n_top_genes``: keep the most variable genes first (None: all).
+
+    Returns the summary table of ``evaluate/<sample>.summary.tsv``: one row per method, best first by
+    the ranking metric, each metric's mean over mask seeds and its sd in ``<metric>_sd``; the verdict's
+    lines (winner, ties, margins against the bars) are in ``table.attrs['verdict']`` and the log."""
+    from graphimpute import auto, evaluate, normalise, train
+    from graphimpute import methods as registry
+
+    names = list(dict.fromkeys([*([methods] if isinstance(methods, str) else methods), *(BARS if baselines else ())]))
+    if not names:
+        raise GraphImputeError("benchmark: no method given")
+    if mask_seeds < 1:
+        raise GraphImputeError(f"benchmark: mask_seeds must be at least 1, got {mask_seeds}")
+    unknown = set(params or {}) - set(names)
+    if unknown:
+        raise GraphImputeError(f"benchmark: parameters given for {', '.join(sorted(unknown))}, not among the methods "
+                               f"{', '.join(names)}")
+    resolved = {}
+    for name in names:
+        entry = registry.get(name)
+        resolved[name] = registry.resolve_params(entry, (params or {}).get(name))
+        if entry.missing():
+            entry.import_required(entry.missing()[0])
+    if label_key is not None and label_key not in adata.obs.columns:
+        raise GraphImputeError(f"benchmark: no adata.obs[{label_key!r}]; columns: "
+                               f"{', '.join(map(str, adata.obs.columns)) or 'none'}")
+    train.resolve_device(device)
+    work = _working_copy(adata, layer, obs_columns=[label_key] if label_key else [])
+    work = normalise.normalise(work, n_top_genes=n_top_genes)
+    evaluation = auto.cross_validate(work, names, resolved, registry.RunContext(seed=seed, device=device),
+                                     scheme=scheme, fraction=fraction, mask_seeds=mask_seeds, label_key=label_key,
+                                     sample="adata", settings=evaluate.Settings(umap=False, seed=seed))
+    verdict = evaluation.verdict()
+    for line in verdict["lines"]:
+        log.info("benchmark: %s", line)
+    table = evaluation.summary().drop(columns="sample")
+    table.attrs["verdict"] = list(verdict["lines"])
+    return table
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
+
+def _working_copy(adata: AnnData, layer: str | None, obs_columns: Iterable[str] = ()) -> AnnData:
+    """A private AnnData with a float32 CSR copy of the raw counts in X and the names (and ``obs_columns``)
+    of ``adata``; checks that the counts are raw counts."""
+    import pandas as pd
+    from anndata import AnnData
+
+    where = f"adata.layers[{layer!r}]" if layer else "adata.X"
+    if layer is not None and layer not in adata.layers:
+        raise GraphImputeError(f"{where}: no such layer; layers: {', '.join(adata.layers) or 'none'}")
+    counts = adata.layers[layer] if layer else adata.X
+    if counts is None:
+        raise GraphImputeError(f"{where} is empty; name the layer with the raw counts (layer='counts')")
+    x = sp.csr_matrix(counts, dtype=np.float32, copy=True)
+    values = x.data
+    if x.shape[0] < 2 or x.shape[1] < 2 or not np.any(values):
+        raise GraphImputeError(f"{where}: {x.shape[0]} cells x {x.shape[1]} genes with {x.nnz} non-zeros: nothing to impute")
+    if not np.all(np.isfinite(values)) or values.min() < 0 or np.any(values != np.round(values)):
+        hint = "" if layer else "; if another layer holds them, give it as layer='counts'"
+        raise GraphImputeError(f"{where} does not hold raw counts (negative, non-finite or non-integer values); "
+                               f"graphimpute imputes raw counts{hint}")
+    for axis, names in (("obs", adata.obs_names), ("var", adata.var_names)):
+        if names.has_duplicates:
+            raise GraphImputeError(f"adata.{axis}_names has duplicates; make them unique first "
+                                   f"(adata.{axis}_names_make_unique())")
+    x.eliminate_zeros()
+    obs = pd.DataFrame({c: adata.obs[c].to_numpy() for c in obs_columns}, index=adata.obs_names.astype(str))
+    return AnnData(X=x, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
+
+
+def _check_key(adata: AnnData, key: str, layer: str | None) -> None:
+    """The output layer may replace only a layer graphimpute wrote, never the user's own."""
+    ours = adata.uns.get(_keys.UNS, {}).get("layers", {}) if isinstance(adata.uns.get(_keys.UNS), Mapping) else {}
+    if key == layer or (key in adata.layers and key not in ours):
+        raise GraphImputeError(f"adata.layers[{key!r}] already exists and was not written by graphimpute; "
+                               "choose another key_added")
+
+
+def _matrix_keys(adata: AnnData) -> dict[str, set]:
+    return {store: set(getattr(adata, store).keys()) for store in ("obsm", "obsp", "varp", "varm")}
+
+
+def _add_built(target: AnnData, work: AnnData, before: dict[str, set]) -> None:
+    """Copy what the run built on ``work`` into ``target`` where ``target`` has nothing under that key
+    (a key the user has keeps the user's value: logged), with scanpy's records of it."""
+    records = target.uns.setdefault(_keys.UNS, {}).setdefault("graph", {})
+    built = work.uns.get(_keys.UNS, {}).get("graph", {})
+    for store in ("obsm", "varm", "obsp", "varp"):
+        mine, theirs = getattr(work, store), getattr(target, store)
+        for key in mine.keys():
+            if key in before[store]:
+                continue
+            if key in theirs:
+                log.info("graphimpute: adata.%s[%r] exists; kept as it is", store, key)
+                continue
+            theirs[key] = mine[key]
+            uns_key = {"X_pca": "pca", "PCs": None}.get(key, key)
+            if uns_key is not None and uns_key in work.uns and uns_key not in target.uns:
+                target.uns[uns_key] = work.uns[uns_key]  # scanpy's record: uns['pca'], uns[<graph key>]
+            if (uns_key or "pca") in built:
+                records[uns_key or "pca"] = built[uns_key or "pca"]

@@ -183,7 +183,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         return scvgae_loss(model(x, lx, adj), x, alpha=params["alpha"], kl_weight=params["kl_weight"])
 
     fingerprint = run_fingerprint(adata, "scvgae", params, ctx, reads=(GRAPH_KEY,))
-    config = train_config(ctx, "scvgae", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"])
+    config = train_config(ctx, "scvgae", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
+                          restore_best=False)  # the paper trains 100 epochs and uses the last
     history = train.fit(module, loss, config=config, device=device)
     with torch.no_grad():  # fit() leaves the module in eval mode
         x_hat = module(x, lx, adj)["x_hat"].double().cpu().numpy()

@@ -6,12 +6,13 @@ Steps (paper §2-3.1, with METHODS.md where the paper is silent):
 2. scale each cell to the median library of the kept genes (no log);
 3. hide a share p = min(non-zero fraction of the input, 0.3) of the non-zeros; train
    X̃ = Â·ReLU(Â X̂ W₁ + b₁)·W₂ + b₂ (dropout 0.5 on the hidden layer, W₁: G x G/64, W₂: G/64 x G,
-   Â = D^-½(A + I)D^-½ of the symmetrised 5-NN graph) by MSE on the hidden entries of the
+   Â = D^-½(A + I)D^-½ of the symmetrised 5-NN graph on PCA (50) of the masked, scaled input, as the
+   paper builds it: the graph never sees the hidden entries) by MSE on the hidden entries of the
    training cells; stop early on those of the validation cells;
 4. impute from the unmasked input in eval mode: observed non-zeros stay, zeros take the prediction,
    and every cell is scaled back from the median library to its own.
 
-Reads ``adata.X`` (raw counts) and ``adata.obsp['knn5']``; writes nothing to ``adata``.
+Reads ``adata.X`` (raw counts) only (the cell graph is the method's own); writes nothing to ``adata``.
 Shapes: counts N x G → imputed N x G (float32, the input's count scale).
 """
 
@@ -25,22 +26,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graphimpute import graphs, normalise, train
+from graphimpute import normalise, train
 from graphimpute.errors import GraphImputeError
-from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, GraphSpec, ImputeResult, Method
-from graphimpute.methods._common import (cell_graph, dense_counts, no_depth, run_fingerprint, split_cells,
-                                        symmetrised, train_config)
+from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method
+from graphimpute.methods._common import dense_counts, no_depth, own_knn_graph, run_fingerprint, split_cells, train_config
 from graphimpute.monitor import require_memory
 from graphimpute.nn.gcn import gcn_adjacency, propagate
 
 log = logging.getLogger(__name__)
 
-# SCGNN §2 and GNNImpute's "Build connection graph": PCA (50) -> Euclidean kNN, K = 5, both directions.
-PCA_KNN5 = GraphSpec(key="knn5", kind="knn", params={"n_neighbors": 5, "n_pcs": 50, "symmetrise": True})
-
 DEFAULTS = {
     "min_dispersion": 0.5,  # keep genes with variance / (1 + mean) above this (raw counts)
     "hidden_divisor": 64,  # bottleneck D = G / 64
+    "min_hidden": 0,  # a floor on D (0: none, the paper's G / 64)
+    "n_neighbors": 5,  # the cell graph: PCA (n_pcs) of the masked input -> Euclidean kNN, both directions
+    "n_pcs": 50,
     "dropout": 0.5,
     "max_hidden_fraction": 0.3,  # p = min(non-zero fraction, this)
     "val_fraction": 0.05,  # validation cells for early stopping (official code: 90/5/5)
@@ -52,7 +52,8 @@ DEFAULTS = {
 }
 
 RANGES = {
-    "min_dispersion": NON_NEGATIVE, "hidden_divisor": COUNT, "dropout": RATE, "max_hidden_fraction": FRACTION,
+    "min_dispersion": NON_NEGATIVE, "hidden_divisor": COUNT, "min_hidden": NON_NEGATIVE, "n_neighbors": COUNT,
+    "n_pcs": COUNT, "dropout": RATE, "max_hidden_fraction": FRACTION,
     "val_fraction": FRACTION, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT,
     "max_memory_gb": POSITIVE,
 }
@@ -117,18 +118,15 @@ def impute(adata, params, ctx) -> ImputeResult:
     train.seed_everything(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
-    graph = cell_graph(adata, PCA_KNN5, "scgnn")
-    graph, was_asymmetric = symmetrised(graph, "scgnn")
-    info: dict = {"graph_symmetrised": was_asymmetric}
-
     # 1. gene filter on raw counts; 2. median-library scaling of the kept genes
     keep = gene_dispersion(adata.X) > params["min_dispersion"]
     n_kept = int(keep.sum())
-    n_hidden = max(1, int(n_kept / params["hidden_divisor"]))
+    n_hidden = max(1, int(n_kept / params["hidden_divisor"]), int(params["min_hidden"]))
     if n_kept < 2:
         raise GraphImputeError(f"scgnn: {n_kept} gene(s) pass the filter variance/(1+mean) > "
                                f"{params['min_dispersion']}; lower min_dispersion")
-    require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, n_kept, n_hidden, graph.nnz),
+    n_edges = 2 * adata.n_obs * params["n_neighbors"]  # a symmetrised kNN graph has at most this many
+    require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, n_kept, n_hidden, n_edges),
                    limit_gb=params["max_memory_gb"], device=device, what=f"scgnn on {adata.n_obs} cells x {n_kept} genes",
                    advice="use fewer genes (--n-top-genes) or cells, or raise max_memory_gb")
     counts = dense_counts(adata)
@@ -146,6 +144,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     is_val[val_cells] = True
     masked = scaled.copy()
     masked[rows, cols] = 0.0
+    graph, graph_record = own_knn_graph(masked, n_neighbors=params["n_neighbors"], n_pcs=params["n_pcs"],
+                                        seed=ctx.seed)
 
     def targets(select: np.ndarray) -> tuple[Tensor, Tensor]:
         flat = torch.from_numpy(rows[select] * n_kept + cols[select]).to(device)
@@ -165,7 +165,7 @@ def impute(adata, params, ctx) -> ImputeResult:
         flat, target = hidden[split]
         return {"loss": F.mse_loss(module(inputs).reshape(-1)[flat], target)}
 
-    fingerprint = run_fingerprint(adata, "scgnn", params, ctx, reads=(PCA_KNN5.key,))
+    fingerprint = run_fingerprint(adata, "scgnn", params, ctx)
     config = train_config(ctx, "scgnn", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
                           weight_decay=params["weight_decay"], patience=params["patience"])
     history = train.fit(module, loss, config=config, device=device,
@@ -178,13 +178,13 @@ def impute(adata, params, ctx) -> ImputeResult:
     predicted[no_depth(kept.sum(axis=1), "scgnn")] = 0.0
     imputed = counts
     imputed[:, keep] = np.where(kept > 0, kept, predicted * factors[:, None])
-    info.update({
+    info = {
         "genes_imputed": n_kept, "genes_left_observed": int(adata.n_vars - n_kept),
         "gene_filter": f"variance/(1+mean) > {params['min_dispersion']} on raw counts",
         "hidden_dim": n_hidden, "hidden_fraction": float(fraction), "n_hidden_entries": int(rows.size),
         "n_val_cells": int(is_val.sum()), "median_library": float(np.median(kept.sum(axis=1))),
-        "graph": graphs.stored_params(adata, PCA_KNN5.key) or PCA_KNN5.key,
-    })
+        "graph": graph_record,
+    }
     log.info("scgnn: %d genes imputed, %d left as observed; best epoch %s of %d",
              n_kept, adata.n_vars - n_kept, history.best_epoch, history.n_epochs)
     return ImputeResult(imputed=imputed.astype(np.float32, copy=False), history=history.to_dict(), info=info)
@@ -198,6 +198,5 @@ METHOD = Method(
              "Hierarchical Cell Similarity Graph. arXiv:2008.03322 (2020)",
     defaults=DEFAULTS,
     ranges=RANGES,
-    graphs=(PCA_KNN5,),
     trains=True,
 )

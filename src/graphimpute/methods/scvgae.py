@@ -157,7 +157,9 @@ def impute(adata, params, ctx) -> ImputeResult:
                                            min_cell_fraction=params["min_cell_fraction"])
     if cells.sum() < 2 or genes.sum() < 1:
         raise GraphImputeError(f"scvgae: only {cells.sum()} cells and {genes.sum()} genes pass the detection "
-                               "filters (min_gene_fraction, min_cell_fraction); nothing to impute")
+                               f"filters (genes detected in > {params['min_gene_fraction']:g} of cells, then cells "
+                               f"detecting > {params['min_cell_fraction']:g} of those genes): the data are too sparse "
+                               "for them; lower min_gene_fraction (--param min_gene_fraction=0.01)")
     info = _graph_info(adata, params)
     graph = sp.csr_matrix(adata.obsp[GRAPH_KEY])[cells][:, cells]
     n, g = int(cells.sum()), int(genes.sum())

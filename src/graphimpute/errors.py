@@ -29,3 +29,13 @@ class NotEnoughMemoryError(ResourceError):
 
 class CheckpointError(GraphImputeError):
     """A checkpoint cannot be resumed: it was made for other data, parameters, seed or version."""
+
+
+class OutputError(GraphImputeError):
+    """An output cannot be written: the folder is not writable, the disk is full, or an output name is
+    unusable."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

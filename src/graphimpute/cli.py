@@ -76,7 +76,12 @@ def common(log_default: str):
                 _close(handler)
                 outputs.remove_new(keep_log=False)
                 click.echo(f"Error: {message}", err=True)
-                sys.exit(EXIT_NEEDS_MEMORY if isinstance(err, NotEnoughMemoryError) else EXIT_USER_ERROR)
+                code = EXIT_NEEDS_MEMORY if isinstance(err, NotEnoughMemoryError) else EXIT_USER_ERROR
+                if getattr(err, "exit_at_once", False):  # see io._write_atomic: HDF5 would crash on the way out
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+                sys.exit(code)
             except KeyboardInterrupt:  # finished steps stay, so that a rerun resumes after them
                 _close(handler)
                 raise
@@ -155,7 +160,8 @@ class _Outputs:
 def _output_paths(kwargs) -> list[Path]:
     """The outputs a subcommand names: -o file(s), or the results folder; for a folder, everything
     created under it is its output."""
-    return [Path(kwargs[k]) for k in ("output", "truth", "outdir", "output_dir", "write_methods") if kwargs.get(k) is not None]
+    return [Path(kwargs[k]) for k in ("output", "truth", "outdir", "output_dir", "write_methods")
+            if isinstance(kwargs.get(k), (str, Path))]  # evaluate's --truth (a tuple) is an input
 
 
 def _os_error_line(err: OSError) -> str | None:

@@ -33,7 +33,9 @@ class CheckpointError(GraphImputeError):
 
 class OutputError(GraphImputeError):
     """An output cannot be written: the folder is not writable, the disk is full, or an output name is
-    unusable."""
+    unusable. ``exit_at_once``: the failure left a library (HDF5) unable to shut down cleanly."""
+
+    exit_at_once = False
 
     def __init__(self, path, problem: str):
         self.path = str(path)

@@ -7,12 +7,14 @@ anything that is not a usable count matrix.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -161,18 +163,58 @@ def _write_atomic(path, write) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
-        write(tmp)
+        with _quiet_hdf5_cleanup():
+            write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as err:
         problem = disk_problem(err)
         if problem is None:
             raise
-        raise OutputError(path, problem) from None
+        error = OutputError(path, problem)
+        # HDF5 cannot close a file whose write failed for want of space, and then crashes while
+        # shutting down with the interpreter (exit code 139 instead of the clean error): the CLI
+        # ends such a process at once, after its clean-up and its one line
+        error.exit_at_once = "file write failed" in str(err)
+        raise error from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_hdf5_cleanup():
+    """When a write fails inside HDF5 for want of space, h5py frees the half-written file's objects
+    and prints each failure again, tracebacks included, straight to the stderr file descriptor,
+    around the one error that matters. Hold back what the write prints; pass it on unless the write
+    failed that way."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: hook(unraisable) if "h5py" not in repr(unraisable.object) else None
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no stderr descriptor to hold back (embedded interpreters)
+        saved = None
+    held = tempfile.TemporaryFile() if saved is not None else None
+    if held is not None:
+        os.dup2(held.fileno(), 2)
+    failed_for_space = False
+    try:
+        yield
+    except OSError as err:
+        failed_for_space = disk_problem(err) is not None
+        raise
+    finally:
+        sys.unraisablehook = hook
+        if held is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read()
+            held.close()
+            if text and not failed_for_space:
+                os.write(2, text)
 
 
 def disk_problem(err: OSError) -> str | None:
@@ -361,17 +403,17 @@ def _read_10x_h5(path: Path) -> AnnData:
 
 def _read_table(path: Path, sep: str) -> AnnData:
     frame = pd.read_csv(path, sep=sep, index_col=0)
-    # pandas renames duplicated header names silently ('A', 'A.1'); take the header as written, so
-    # that validate() warns about them and makes them unique like every other duplicated name
-    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
-    if header.shape[1] == frame.shape[1] + 1:
-        frame.columns = header.iloc[0, 1:].astype(str).to_numpy()
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise InputError(path, f"empty matrix ({frame.shape[0]} rows x {frame.shape[1]} columns)")
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
         raise InputError(path, f"{len(non_numeric)} non-numeric columns (e.g. {non_numeric[0]!r}); expected a "
                                "table of counts with names in the first column and header row")
+    # pandas renames duplicated header names silently ('A', 'A.1'); take the header as written, so
+    # that validate() warns about them and makes them unique like every other duplicated name
+    header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+    if header.shape[1] == frame.shape[1] + 1:
+        frame.columns = header.iloc[0, 1:].astype(str).to_numpy()
     frame.index = frame.index.astype(str)
     frame.columns = frame.columns.astype(str)
     return AnnData(X=sp.csr_matrix(frame.to_numpy(dtype=np.float64)), obs=pd.DataFrame(index=frame.index),

@@ -96,8 +96,7 @@ def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | 
     if method != AUTO:  # a bad method, parameter or missing package stops before the input is read
         entry = methods.get(method)
         resolved = methods.resolve_params(entry, params)
-        if entry.missing():
-            entry.import_required(entry.missing()[0])
+        _require_packages(entry)
     _require_normalised(input_path, "impute")
     ctx = ctx or RunContext()
     if ctx.resume and ctx.workdir is None:
@@ -323,10 +322,7 @@ def preflight(input_path, outdir: Path, o: RunOptions) -> None:
     for name in o.methods:
         if name == AUTO:
             continue
-        entry = methods.get(name)
-        if entry.missing():
-            raise GraphImputeError(f"method {name!r} needs {', '.join(entry.missing())}, which is not installed; "
-                                   f"{entry.install_hint or 'install it'} (or leave the method out)")
+        _require_packages(methods.get(name))
     io.check_writable(outdir)
     for sub in ("qc", "normalise", "mask", "graph", "impute", "evaluate", "multiqc", "pipeline_info"):
         if (outdir / sub).exists():
@@ -334,6 +330,13 @@ def preflight(input_path, outdir: Path, o: RunOptions) -> None:
     needed = estimate_output_bytes(input_path, o)
     log.debug("run: outputs estimated at %d bytes", needed)
     io.check_free_space(outdir, needed)
+
+
+def _require_packages(entry: methods.Method) -> None:
+    """A method whose optional packages are missing stops before any work, not at its own step."""
+    if entry.missing():
+        raise GraphImputeError(f"method {entry.name!r} needs {', '.join(map(repr, entry.missing()))}, which is not "
+                               f"installed; {entry.install_hint or 'install it'} (or leave the method out)")
 
 
 def estimate_output_bytes(input_path, o: RunOptions) -> int:

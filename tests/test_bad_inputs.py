@@ -127,6 +127,7 @@ def inp(tmp_path_factory, bundled_path) -> Path:
     (folder / "nested.json").write_text('{"max_epochs": [3]}')
     (folder / "broken.json").write_text("{max_epochs: 3")
     (folder / "sheet.csv").write_text("sample,input\n../bad,raw.h5ad\n")
+    (folder / "long_sheet.csv").write_text(f"sample,input\n{'s' * 150},raw.h5ad\n")
     return folder
 
 
@@ -215,6 +216,10 @@ CASES = {
     "evaluate the truth as an output": (["evaluate", "{i}/a.none.h5ad", "-o", "{t}/ev", "--truth", "{i}/a.none.h5ad"],
                                         ["a.none.h5ad", "not a method output"]),
     "evaluate a missing file": (["evaluate", "{i}/nope.h5ad", "-o", "{t}/ev"], ["nope.h5ad", "no such file"]),
+    "evaluate --sample leaves outdir": (["evaluate", "{i}/a.none.h5ad", "-o", "{t}/ev", "--sample", "../x"],
+                                        ["--sample '../x'"]),
+    "samplesheet with a long name": (["check-samplesheet", "{i}/long_sheet.csv", "-o", "{t}/checked.csv"],
+                                     ["long_sheet.csv"]),  # the problems follow, one per line
     "samplesheet with a bad name": (["check-samplesheet", "{i}/sheet.csv", "-o", "{t}/checked.csv"], ["sheet.csv"]),
 }
 
@@ -228,12 +233,39 @@ def test_bad_input_is_refused_and_leaves_nothing(case, inp, tmp_path):
     refused([inp, work], args, *phrases)
 
 
+def test_samplesheet_names_the_long_sample(inp, tmp_path):
+    result = invoke("check-samplesheet", inp / "long_sheet.csv", "-o", tmp_path / "checked.csv")
+    assert result.exit_code == EXIT_USER_ERROR and "line 2: sample name sssss" in result.output
+    assert "150 characters; at most 100" in result.output
+
+
 def test_refused_run_leaves_an_existing_results_folder_as_it_was(inp, tmp_path):
     outdir = tmp_path / "out"
     (outdir / "pipeline_info").mkdir(parents=True)
     (outdir / "pipeline_info" / "graphimpute.log").write_text("an earlier run\n")
     (outdir / "notes.txt").write_text("mine\n")
     refused([inp, tmp_path], ["run", "-i", inp / "raw.h5ad", "-o", outdir, "--min-genes", "100000"], "left after QC")
+
+
+def test_run_failing_after_qc_keeps_an_existing_folder_as_it_was(inp, tmp_path, monkeypatch):
+    """QC's output was written, then the disk filled: the new qc/ file goes, the user's files and the
+    earlier log stay as they were."""
+    outdir = tmp_path / "out"
+    (outdir / "pipeline_info").mkdir(parents=True)
+    (outdir / "pipeline_info" / "graphimpute.log").write_text("an earlier run\n")
+    (outdir / "mine").mkdir()
+    (outdir / "mine" / "notes.txt").write_text("mine\n")
+    real, calls = ad.AnnData.write_h5ad, []
+
+    def write(self, filename, *args, **kwargs):
+        calls.append(filename)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+        return real(self, filename, *args, **kwargs)
+
+    monkeypatch.setattr(ad.AnnData, "write_h5ad", write)
+    refused([inp, tmp_path], ["run", "-i", inp / "raw.h5ad", "-o", outdir, *FAST], "no space left")
+    assert len(calls) == 2
 
 
 def test_an_explicit_log_file_stays(inp, tmp_path):

@@ -102,11 +102,13 @@ class _Outputs:
     """What a command may create (its output files, output folder and default log), as it was before
     the command. ``remove_new`` takes away what the command created, and only that: files and folders
     that did not exist (a results folder that existed keeps everything it held; a log that existed is
-    cut back to its old length). The --workdir (checkpoints, for --resume) and an explicit --log-file
-    always stay."""
+    cut back to its old length). In a folder that existed before, only the entries the command owns
+    are looked at (``run``: its step folders), never a user's other files. The --workdir
+    (checkpoints, for --resume) and an explicit --log-file always stay."""
 
-    def __init__(self, paths: list[Path], log_file: Path, *, explicit_log: bool, keep=()):
-        self.paths = [Path(p).absolute() for p in paths]
+    def __init__(self, paths: list[tuple[Path, tuple[str, ...] | None]], log_file: Path, *, explicit_log: bool,
+                 keep=()):
+        self.paths = [(Path(p).absolute(), owned) for p, owned in paths]
         self.log_file = Path(log_file).absolute()
         self.explicit_log = explicit_log
         self.keep = [Path(k).absolute() for k in keep if k is not None]
@@ -114,26 +116,39 @@ class _Outputs:
             self.keep.append(self.log_file)
         self.before: set[Path] = set()
         self.missing_parents: list[Path] = []
-        for path in [*self.paths, self.log_file]:
+        for path, owned in [*self.paths, (self.log_file, None)]:
             if path.exists():
                 self.before.add(path)
-            if path.is_dir():
-                self.before.update(p.absolute() for p in path.rglob("*"))
+            self.before.update(self._entries(path, owned))
             for parent in [path, *path.parents]:
                 if parent.exists():
                     break
                 self.missing_parents.append(parent)
         self.log_size = self.log_file.stat().st_size if self.log_file.is_file() else None
 
+    @staticmethod
+    def _entries(folder: Path, owned) -> list[Path]:
+        if not folder.is_dir() or folder.is_symlink():
+            return []
+        tops = [folder / name for name in owned] if owned is not None else list(folder.iterdir())
+        found = []
+        for top in tops:
+            if top.exists() or top.is_symlink():
+                found.append(top)
+                if top.is_dir() and not top.is_symlink():
+                    found.extend(top.rglob("*"))
+        return found
+
     def _kept(self, path: Path) -> bool:
         return any(path == k or path.is_relative_to(k) or k.is_relative_to(path) for k in self.keep)
 
     def remove_new(self, *, keep_log: bool) -> None:
         keep_log = keep_log or self.explicit_log
-        for path in self.paths:
-            if path.is_dir() and path not in self.before:
-                for sub in sorted(path.rglob("*"), key=lambda q: len(q.parts), reverse=True):
-                    self._remove(sub, keep_log)
+        for path, owned in self.paths:
+            existed = path in self.before
+            for sub in sorted(self._entries(path, owned if existed else None), key=lambda q: len(q.parts),
+                              reverse=True):
+                self._remove(sub, keep_log)
             self._remove(path, keep_log)
         if not keep_log and self.log_size is not None and self.log_file.is_file():
             os.truncate(self.log_file, self.log_size)
@@ -157,11 +172,18 @@ class _Outputs:
             pass  # never let the clean-up hide the error that caused it
 
 
-def _output_paths(kwargs) -> list[Path]:
-    """The outputs a subcommand names: -o file(s), or the results folder; for a folder, everything
-    created under it is its output."""
-    return [Path(kwargs[k]) for k in ("output", "truth", "outdir", "output_dir", "write_methods")
-            if isinstance(kwargs.get(k), (str, Path))]  # evaluate's --truth (a tuple) is an input
+# what `run` writes into its --outdir; a failed run removes new files there only
+_RUN_FOLDERS = ("qc", "normalise", "mask", "graph", "impute", "evaluate", "multiqc", "pipeline_info")
+
+
+def _output_paths(kwargs) -> list[tuple[Path, tuple[str, ...] | None]]:
+    """The outputs a subcommand names: -o file(s), or the results folder (``run``: its step folders;
+    evaluate, report: what they write there)."""
+    found = [(Path(kwargs[k]), None) for k in ("output", "truth", "output_dir", "write_methods")
+             if isinstance(kwargs.get(k), (str, Path))]  # evaluate's --truth (a tuple) is an input
+    if isinstance(kwargs.get("outdir"), (str, Path)):
+        found.append((Path(kwargs["outdir"]), _RUN_FOLDERS))
+    return found
 
 
 def _os_error_line(err: OSError) -> str | None:

@@ -162,6 +162,8 @@ def evaluate_step(imputed_paths, outdir, *, truth_path=None, label_key: str | No
     from graphimpute import evaluate
 
     imputed_paths = [Path(p) for p in imputed_paths]
+    if sample is not None:
+        check_sample_name(sample, given=True)
     _check_one_sample(imputed_paths)
     sample = sample or sample_name(imputed_paths[0]).split(".")[0]
     result = evaluate.evaluate(imputed_paths, truth=truth_path, label_key=label_key, sample=sample,
@@ -415,7 +417,6 @@ def _flat(inputs) -> list:
 _CELLRANGER_MATRICES = {"filtered_feature_bc_matrix", "raw_feature_bc_matrix", "filtered_gene_bc_matrices",
                         "raw_gene_bc_matrices", "sample_filtered_feature_bc_matrix", "sample_raw_feature_bc_matrix"}
 _CELLRANGER_NAMES = _CELLRANGER_MATRICES | {"outs", "count"}
-MAX_SAMPLE_NAME = 100  # it goes into file names with seeds, methods and a temporary suffix (255 bytes at most)
 
 
 def sample_name(path) -> str:
@@ -442,7 +443,7 @@ def _strip_suffixes(name: str) -> str:
 def check_sample_name(name: str, *, given: bool) -> str:
     """A sample name is part of every output file name: letters, digits, '.', '_' and '-', at most
     MAX_SAMPLE_NAME characters (so '../x' cannot write outside the results folder)."""
-    from graphimpute.samplesheet import SAMPLE_NAME
+    from graphimpute.samplesheet import MAX_SAMPLE_NAME, SAMPLE_NAME
 
     where = "--sample" if given else "the sample name taken from the input's name (set one with --sample)"
     if not SAMPLE_NAME.match(name):

@@ -486,8 +486,10 @@ def run_command(input_path, outdir, method_list, auto_candidates, auto_max_cells
 
     auto = method_list.strip() == "auto"
     names = ["auto"] if auto else methods.parse_methods(method_list)
-    if method_list.strip() == "all":  # 'all' means all that can run here; a method named outright must
-        for name in [n for n in names if methods.get(n).missing()]:  # (pipeline.preflight says so)
+    # 'all' means every method that can run here; a method named outright whose package is missing is
+    # an error before any work (pipeline.preflight)
+    if method_list.strip() == "all":
+        for name in [n for n in names if methods.get(n).missing()]:
             log.warning("--methods all: %s skipped, %s not installed (%s)", name,
                         ", ".join(methods.get(name).missing()), methods.get(name).install_hint)
             names.remove(name)

@@ -47,7 +47,7 @@ def test_docs_example_runs_as_written(monkeypatch, capsys):
     namespace: dict = {}
     exec(compile(blocks[0], str(DOC), "exec"), namespace)
     adata, table = namespace["adata"], namespace["table"]
-    assert {"imputed_scgnn", "imputed_gene_mean"} <= set(adata.layers)
+    assert {"imputed_scgnn", "imputed_knn_average"} <= set(adata.layers)
     assert adata.obsm["X_umap"].shape == (adata.n_obs, 2)
     assert set(table["method"]) == {"scgnn", "none", "gene_mean", "knn_average"}
     assert "scgnn 10 0" in capsys.readouterr().out
@@ -66,7 +66,11 @@ def test_impute_scgnn_writes_a_layer_and_provenance_and_keeps_the_counts(small):
     record = small.uns["graphimpute"]["layers"]["imputed_scgnn"]
     assert record["method"] == "scgnn" and record["params"]["max_epochs"] == 2 and record["seed"] == 0
     assert record["counts"] == "X" and "torch" in record["versions"] and len(record["history"]["epochs"]) >= 1
-    # scanpy's keys: PCA and the method's graph with a neighbors record
+    assert record["info"]["graph"]["n_neighbors"] == 5  # SCGNN's own graph, built from its masked input
+
+
+def test_the_graph_a_method_reads_is_added_under_scanpys_keys(small):
+    gi.impute(small, "knn_average")
     assert small.obsm["X_pca"].shape == (small.n_obs, 50) and small.varm["PCs"].shape == (small.n_vars, 50)
     ratio = np.asarray(small.uns["pca"]["variance_ratio"])
     assert ratio.shape == (50,) and np.all(np.diff(ratio) <= 1e-7)

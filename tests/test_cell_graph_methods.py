@@ -12,6 +12,7 @@ from conftest import synthetic_counts
 from graphimpute import methods, normalise, pipeline
 from graphimpute.errors import DeviceError, GraphImputeError, ResourceError
 from graphimpute.methods import RunContext
+from graphimpute.methods import knn_average
 from graphimpute.methods._impl import gnnimpute, scgnn
 from graphimpute.nn.gcn import gcn_adjacency
 
@@ -21,10 +22,8 @@ FAST = {"scgnn": {"max_epochs": 6}, "gnnimpute": {"max_epochs": 4, "hidden_dim":
 
 @pytest.fixture(scope="module")
 def prepared():
-    """Normalised synthetic counts with the 5-NN graph both methods declare."""
-    adata = normalise.normalise(synthetic_counts(n_cells=120, n_genes=90, seed=3), n_top_genes=None)
-    pipeline.build_graph(adata, scgnn.PCA_KNN5)
-    return adata
+    """Normalised synthetic counts (each method builds its own cell graph from its masked input)."""
+    return normalise.normalise(synthetic_counts(n_cells=120, n_genes=90, seed=3), n_top_genes=None)
 
 
 def run(adata, name, ctx=None, **overrides):
@@ -36,11 +35,11 @@ def run(adata, name, ctx=None, **overrides):
 @pytest.mark.parametrize("name", NAMES)
 def test_contract_shape_scale_and_input_untouched(prepared, name):
     adata = prepared.copy()
-    before_x, before_graph = adata.X.copy(), adata.obsp["knn5"].copy()
+    before_x, before_keys = adata.X.copy(), (set(adata.obsp), set(adata.layers), set(adata.uns))
     result = run(adata, name)
     assert result.imputed.shape == adata.shape and result.imputed.dtype == np.float32
     assert np.isfinite(result.imputed).all() and result.imputed.min() >= 0
-    assert (adata.X != before_x).nnz == 0 and (adata.obsp["knn5"] != before_graph).nnz == 0
+    assert (adata.X != before_x).nnz == 0 and (set(adata.obsp), set(adata.layers), set(adata.uns)) == before_keys
     history = result.history
     assert history["n_epochs"] == FAST[name]["max_epochs"] and history["device"] == "cpu"
     assert {"train_loss", "val_loss"} <= set(history["epochs"][0])
@@ -103,11 +102,32 @@ def test_memory_limit_stops_before_training(prepared, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_missing_graph_is_a_clear_error(prepared, name):
+def test_the_graph_is_built_from_the_masked_input_only(prepared, name, monkeypatch):
+    # the matrix the graph is built from must have every entry the method hides from itself at 0
+    # (they are its training / validation targets), and nothing else changed; no graph-step graph needed
+    module = {"scgnn": scgnn, "gnnimpute": gnnimpute}[name]
+    original, seen = module.own_knn_graph, {}
+
+    def spy(values, **kw):
+        seen["values"] = values.copy()
+        seen["graph"], record = original(values, **kw)
+        return seen["graph"], record
+
+    monkeypatch.setattr(module, "own_knn_graph", spy)
     adata = prepared.copy()
-    del adata.obsp["knn5"]
-    with pytest.raises(GraphImputeError, match=r"obsp\['knn5'\].*graph step"):
-        run(adata, name)
+    assert not adata.obsp
+    result = run(adata, name)
+    observed = prepared.X.toarray()
+    if name == "scgnn":
+        observed = observed[:, scgnn.gene_dispersion(prepared.X) > 0.5]
+    newly_zero = (observed > 0) & (seen["values"] == 0)
+    hidden = result.info["n_hidden_entries" if name == "scgnn" else "n_masked_entries"]
+    assert hidden > 0 and newly_zero.sum() == hidden
+    assert ((observed == 0) <= (seen["values"] == 0)).all()  # zeros stay zeros
+    graph = seen["graph"]
+    assert (graph != graph.T).nnz == 0 and graph.diagonal().sum() == 0
+    assert result.info["graph"]["built_from"] == "the method's masked training input"
+    assert result.info["graph"]["n_neighbors"] == 5 and result.info["graph"]["n_edges"] == graph.nnz
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -122,21 +142,9 @@ def test_a_cell_without_counts_gets_zeros_not_a_median_depth_prediction(prepared
     assert "1 cell(s) have no counts" in caplog.text
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_an_asymmetric_graph_is_used_in_both_directions_and_said(prepared, name, caplog):
-    adata = prepared.copy()
-    symmetric = run(adata, name).imputed
-    directed = sp.triu(adata.obsp["knn5"], format="csr")  # every edge listed once
-    adata.obsp["knn5"] = directed
-    result = run(adata, name)
-    assert result.info["graph_symmetrised"] is True and "not symmetric" in caplog.text
-    np.testing.assert_array_equal(result.imputed, symmetric)
-    assert run(prepared, name).info["graph_symmetrised"] is False
-
-
-def test_both_declare_one_shared_graph():
-    assert [methods.get(name).graphs for name in NAMES] == [(scgnn.PCA_KNN5,)] * 2
-    assert scgnn.PCA_KNN5.params == {"n_neighbors": 5, "n_pcs": 50, "symmetrise": True}
+def test_neither_needs_a_graph_step_graph():
+    assert [methods.get(name).graphs for name in NAMES] == [(), ()]
+    assert knn_average.PCA_KNN5.params == {"n_neighbors": 5, "n_pcs": 50, "symmetrise": True}
 
 
 def test_memory_estimates_grow_with_the_data():
@@ -163,7 +171,6 @@ def test_scgnn_keeps_observed_values_and_filtered_genes():
     counts[:, :10] = rng.poisson(0.2, (150, 10))  # variance/(1+mean) ≈ 0.2/1.2: filtered out
     adata.X = sp.csr_matrix(counts)
     adata = normalise.normalise(adata, n_top_genes=None)
-    pipeline.build_graph(adata, scgnn.PCA_KNN5)
     result = run(adata, "scgnn")
     keep = scgnn.gene_dispersion(adata.X) > 0.5
     assert not keep[:10].any() and keep.sum() == result.info["genes_imputed"] < 80
@@ -174,6 +181,7 @@ def test_scgnn_keeps_observed_values_and_filtered_genes():
     zeros_of_kept = (~observed) & keep[None, :]
     assert (result.imputed[zeros_of_kept] > 0).mean() > 0.5  # zeros take the prediction
     assert result.info["hidden_dim"] == max(1, int(keep.sum() / 64))
+    assert run(adata, "scgnn", min_hidden=16).info["hidden_dim"] == 16  # a floor on the bottleneck
     assert result.info["hidden_fraction"] == pytest.approx(min(observed.mean(), 0.3))
 
 
@@ -182,7 +190,7 @@ def test_scgnn_gcn_layer_equals_pyg_gcnconv(dims):
     from torch_geometric.nn import GCNConv
 
     adata = normalise.normalise(synthetic_counts(n_cells=60, n_genes=30, seed=2), n_top_genes=None)
-    pipeline.build_graph(adata, scgnn.PCA_KNN5)
+    pipeline.build_graph(adata, knn_average.PCA_KNN5)
     graph = sp.csr_matrix(adata.obsp["knn5"])
     edge_index = torch.from_numpy(np.vstack(graph.nonzero())).long()
     torch.manual_seed(0)

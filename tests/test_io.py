@@ -109,13 +109,18 @@ def test_reads_tables_cells_by_genes(tmp_path, small, sep, suffix):
     np.testing.assert_array_equal(got.X.toarray(), small.X.toarray())
 
 
-def test_transpose_reads_genes_by_cells_and_warns_when_orientation_looks_wrong(tmp_path, small):
+def test_transpose_reads_genes_by_cells_and_stops_when_orientation_looks_wrong(tmp_path, small):
     path = tmp_path / "genes_by_cells.csv"
     small.to_df().T.to_csv(path)
-    with pytest.warns(UserWarning, match="rows look like genes"):
+    with pytest.raises(InputError, match="rows look like genes .*run with --transpose"):
         io.read(path)
     got = io.read(path, transpose=True)
     assert got.shape == small.shape
+    np.testing.assert_array_equal(got.X.toarray(), small.X.toarray())
+    right = tmp_path / "cells_by_genes.csv"
+    small.to_df().to_csv(right)
+    with pytest.raises(InputError, match="run without --transpose"):
+        io.read(right, transpose=True)
 
 
 def test_counts_from_a_layer_or_raw(tmp_path, small):

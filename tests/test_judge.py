@@ -9,7 +9,7 @@ from graphimpute import graphs
 from graphimpute.evaluate import mcv_metrics
 from graphimpute.mask import LIBRARY_MASKED, mask
 from graphimpute.methods import RunContext, get
-from graphimpute.methods.scgnn import PCA_KNN5
+from graphimpute.methods.knn_average import PCA_KNN5
 from graphimpute.simulate import EXPECTED, TRUE_MEAN, simulate
 
 FRACTION = 0.1  # MCV's held-out share

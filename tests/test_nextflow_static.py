@@ -694,6 +694,7 @@ out.sample_meta = sampleMeta(copies[1])
         monkeypatch.setattr(pipeline, name, lambda *args, _name=name, **kwargs: calls.append((_name, args, kwargs)))
     options = pipeline.RunOptions(methods=["none", "gene_mean"], sample="pbmc", benchmark=True, mask_seeds=3,
                                   ctx=pipeline.RunContext(seed=5))
+    (tmp_path / "pbmc.h5ad").write_bytes(b"")  # run checks that its input exists before any step
     written = pipeline.run(tmp_path / "pbmc.h5ad", tmp_path, options)
     run_files = {str(path.relative_to(tmp_path)) for key, path in written.items()
                  if key.split(".")[0] in ("mask", "truth", "graph", "impute", "evaluate")}

@@ -89,6 +89,21 @@ def test_early_stopping_restores_best_weights():
     assert abs(module.w.item() - 1.0) < 0.1
 
 
+def test_restore_best_false_keeps_the_last_epochs_weights():
+    # the same run as above, but as Keras' EarlyStopping without restore_best_weights: the weights of
+    # the epoch training stopped at (5 past the best) come back, and the history says so
+    def loss(module, batch):
+        target = 5.0 if batch == "train" else 1.0
+        return {"loss": (module.w - target) ** 2}
+
+    module = Scalar()
+    history = train.fit(module, loss, config=config(max_epochs=500, lr=0.05, patience=5, restore_best=False),
+                        device=torch.device("cpu"), train_data=lambda: ["train"], val_data=lambda: ["val"])
+    assert history.stopped_early and history.weights == "last"
+    assert (module.w.item() - 1.0) ** 2 == pytest.approx(history.epochs[-1]["val_loss"], rel=1e-4)
+    assert (module.w.item() - 1.0) ** 2 > history.best_loss
+
+
 def test_monitors_training_loss_without_validation():
     _, history = fit_regressor(max_epochs=30, lr=1e-2)
     assert history.best_loss == pytest.approx(min(row["train_loss"] for row in history.epochs))

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 # OpenMP threads that spin while waiting stall every torch operator on a shared, busy node (measured:
@@ -41,7 +42,8 @@ threads_option = click.option(
 
 def common(log_default: str):
     """--seed, --threads, --verbose, --quiet, --log-file; sets up logging and the thread limit; turns
-    GraphImputeError into one line and an exit code."""
+    GraphImputeError (and a full disk or a refused write) into one line and an exit code, with nothing
+    left behind: see ``_Outputs``."""
 
     def decorate(func):
         @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same result on CPU).")
@@ -49,26 +51,162 @@ def common(log_default: str):
         @click.option("-v", "--verbose", is_flag=True, help="Debug messages.")
         @click.option("--quiet", is_flag=True, help="No progress bars (log messages still go to the log file).")
         @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                      help=f"Log file [default: {log_default}].")
+                      help=f"Log file [default: {log_default}; removed again when the command stops on an error].")
         @functools.wraps(func)
         def wrapper(*args, threads, verbose, quiet, log_file, **kwargs):
             from graphimpute.threads import limit_threads
 
             target = log_file or _default_log(log_default, kwargs)
-            _setup_logging(target, verbose)
+            outputs = _Outputs(_output_paths(kwargs), target, explicit_log=log_file is not None,
+                               keep=[kwargs.get("workdir")])
+            handler = _setup_logging(target, verbose, explicit=log_file is not None)
             log.debug("graphimpute %s: %s", __version__, " ".join(sys.argv))
             try:
                 # before the subcommand imports numpy, torch or numba: they start with these threads
-                with limit_threads(threads):
+                with limit_threads(threads), warnings.catch_warnings():
+                    warnings.showwarning = _log_warning
                     return func(*args, quiet=quiet, **kwargs)
-            except GraphImputeError as err:
+            except (GraphImputeError, OSError) as err:
+                message = err if isinstance(err, GraphImputeError) else _os_error_line(err)
+                if message is None:  # an OSError that is not the user's to fix: a bug, with its traceback
+                    _close(handler)
+                    outputs.remove_new(keep_log=True)
+                    raise
                 log.debug("error", exc_info=True)
-                click.echo(f"Error: {err}", err=True)
-                sys.exit(EXIT_NEEDS_MEMORY if isinstance(err, NotEnoughMemoryError) else EXIT_USER_ERROR)
+                _close(handler)
+                outputs.remove_new(keep_log=False)
+                click.echo(f"Error: {message}", err=True)
+                code = EXIT_NEEDS_MEMORY if isinstance(err, NotEnoughMemoryError) else EXIT_USER_ERROR
+                if getattr(err, "exit_at_once", False):  # see io._write_atomic: HDF5 would crash on the way out
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+                sys.exit(code)
+            except KeyboardInterrupt:  # finished steps stay, so that a rerun resumes after them
+                _close(handler)
+                raise
+            except Exception:
+                log.debug("error", exc_info=True)
+                _close(handler)
+                outputs.remove_new(keep_log=True)
+                raise
+            finally:
+                _close(handler)
 
         return wrapper
 
     return decorate
+
+
+class _Outputs:
+    """What a command may create (its output files, output folder and default log), as it was before
+    the command. ``remove_new`` takes away what the command created, and only that: files and folders
+    that did not exist (a results folder that existed keeps everything it held; a log that existed is
+    cut back to its old length). In a folder that existed before, only the entries the command owns
+    are looked at (``run``: its step folders), never a user's other files. The --workdir
+    (checkpoints, for --resume) and an explicit --log-file always stay."""
+
+    def __init__(self, paths: list[tuple[Path, tuple[str, ...] | None]], log_file: Path, *, explicit_log: bool,
+                 keep=()):
+        self.paths = [(Path(p).absolute(), owned) for p, owned in paths]
+        self.log_file = Path(log_file).absolute()
+        self.explicit_log = explicit_log
+        self.keep = [Path(k).absolute() for k in keep if k is not None]
+        if explicit_log:
+            self.keep.append(self.log_file)
+        self.before: set[Path] = set()
+        self.missing_parents: list[Path] = []
+        for path, owned in [*self.paths, (self.log_file, None)]:
+            if path.exists():
+                self.before.add(path)
+            self.before.update(self._entries(path, owned))
+            for parent in [path, *path.parents]:
+                if parent.exists():
+                    break
+                self.missing_parents.append(parent)
+        self.log_size = self.log_file.stat().st_size if self.log_file.is_file() else None
+
+    @staticmethod
+    def _entries(folder: Path, owned) -> list[Path]:
+        if not folder.is_dir() or folder.is_symlink():
+            return []
+        tops = [folder / name for name in owned] if owned is not None else list(folder.iterdir())
+        found = []
+        for top in tops:
+            if top.exists() or top.is_symlink():
+                found.append(top)
+                if top.is_dir() and not top.is_symlink():
+                    found.extend(top.rglob("*"))
+        return found
+
+    def _kept(self, path: Path) -> bool:
+        return any(path == k or path.is_relative_to(k) or k.is_relative_to(path) for k in self.keep)
+
+    def remove_new(self, *, keep_log: bool) -> None:
+        keep_log = keep_log or self.explicit_log
+        for path, owned in self.paths:
+            existed = path in self.before
+            for sub in sorted(self._entries(path, owned if existed else None), key=lambda q: len(q.parts),
+                              reverse=True):
+                self._remove(sub, keep_log)
+            self._remove(path, keep_log)
+        if not keep_log and self.log_size is not None and self.log_file.is_file():
+            os.truncate(self.log_file, self.log_size)
+        elif not keep_log:
+            self._remove(self.log_file, keep_log)
+        for parent in sorted(self.missing_parents, key=lambda q: len(q.parts), reverse=True):
+            self._remove(parent, keep_log)
+
+    def _remove(self, path: Path, keep_log: bool) -> None:
+        if path in self.before or self._kept(path) or (keep_log and path == self.log_file):
+            return
+        try:
+            if path.is_dir() and not path.is_symlink():
+                if keep_log and self.log_file.is_relative_to(path):
+                    return
+                if not any(path.iterdir()):
+                    path.rmdir()
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        except OSError:
+            pass  # never let the clean-up hide the error that caused it
+
+
+# what `run` writes into its --outdir; a failed run removes new files there only
+_RUN_FOLDERS = ("qc", "normalise", "mask", "graph", "impute", "evaluate", "multiqc", "pipeline_info")
+
+
+def _output_paths(kwargs) -> list[tuple[Path, tuple[str, ...] | None]]:
+    """The outputs a subcommand names: -o file(s), or the results folder (``run``: its step folders;
+    evaluate, report: what they write there)."""
+    found = [(Path(kwargs[k]), None) for k in ("output", "truth", "output_dir", "write_methods")
+             if isinstance(kwargs.get(k), (str, Path))]  # evaluate's --truth (a tuple) is an input
+    if isinstance(kwargs.get("outdir"), (str, Path)):
+        found.append((Path(kwargs["outdir"]), _RUN_FOLDERS))
+    return found
+
+
+def _os_error_line(err: OSError) -> str | None:
+    from graphimpute.io import disk_problem
+
+    problem = disk_problem(err)
+    if problem is None:
+        return None
+    return f"{err.filename}: {problem}" if err.filename else problem
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings go to the log (file and console) like every other message: the user's warnings (ours,
+    UserWarning) as warnings, the libraries' deprecation and runtime notices at debug level."""
+    level = logging.WARNING if issubclass(category, UserWarning) and not issubclass(
+        category, (DeprecationWarning, FutureWarning)) else logging.DEBUG
+    log.log(level, "%s", message)
+
+
+def _close(handler) -> None:
+    if handler is not None:
+        logging.getLogger("graphimpute").removeHandler(handler)
+        handler.close()
 
 
 def _default_log(template: str, kwargs) -> Path:
@@ -81,7 +219,9 @@ def _default_log(template: str, kwargs) -> Path:
     return Path(template)
 
 
-def _setup_logging(path: Path, verbose: bool) -> None:
+def _setup_logging(path: Path, verbose: bool, *, explicit: bool = True):
+    """Console and log file handlers; returns the file handler (None when the file cannot be
+    written: a warning when the user named it, else the command's own check says why)."""
     from rich.logging import RichHandler
 
     root = logging.getLogger("graphimpute")
@@ -96,8 +236,11 @@ def _setup_logging(path: Path, verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.DEBUG)
         root.addHandler(handler)
+        return handler
     except OSError as err:
-        root.warning("cannot write the log file %s (%s); logging to the console only", path, err)
+        if explicit:
+            root.warning("cannot write the log file %s (%s); logging to the console only", path, err)
+        return None
 
 
 @functools.cache
@@ -123,9 +266,13 @@ def _params(pairs: tuple[str, ...], params_file: Path | None) -> dict:
     params: dict = {}
     if params_file is not None:
         try:
-            params.update(json.loads(params_file.read_text()))
-        except (OSError, json.JSONDecodeError) as err:
+            content = json.loads(params_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise GraphImputeError(f"{params_file}: not a readable JSON object of parameters ({err})") from None
+        if not isinstance(content, dict):
+            raise GraphImputeError(f"{params_file}: expected a JSON object of parameters, "
+                                   f'{{"max_epochs": 50, ...}}, not a {type(content).__name__}')
+        params.update(content)
     for pair in pairs:
         if "=" not in pair:
             raise GraphImputeError(f"--param {pair!r}: expected KEY=VALUE")
@@ -138,6 +285,8 @@ def _ctx(seed, device, quiet, checkpoint_every=None, resume=False, workdir=None)
     from graphimpute.methods import RunContext
     from graphimpute.train import resolve_device
 
+    if resume and workdir is None:
+        raise GraphImputeError("--resume needs --workdir: the folder that holds the checkpoints to resume from")
     resolve_device(device)  # refuse cuda where there is none before any work is done
     return RunContext(seed=seed, device=device, progress=not quiet, checkpoint_every=checkpoint_every,
                       resume=resume, workdir=workdir)
@@ -182,8 +331,10 @@ def _qc_kwargs(kwargs) -> dict:
 n_top_genes_option = click.option("--n-top-genes", default="2000", show_default=True,
                                   help="Highly variable genes to keep, or 'all'.")
 graph_options = [
-    click.option("--n-pcs", type=int, default=50, show_default=True, help="Principal components for cell graphs."),
-    click.option("--n-neighbors", type=int, default=15, show_default=True, help="k of the general kNN cell graph."),
+    click.option("--n-pcs", type=click.IntRange(min=1), default=50, show_default=True,
+                 help="Principal components for cell graphs."),
+    click.option("--n-neighbors", type=click.IntRange(min=1), default=15, show_default=True,
+                 help="k of the general kNN cell graph."),
 ]
 impute_options = [
     click.option("--param", "param_pairs", multiple=True, metavar="KEY=VALUE",
@@ -354,6 +505,13 @@ def run_command(input_path, outdir, method_list, auto_candidates, auto_max_cells
 
     auto = method_list.strip() == "auto"
     names = ["auto"] if auto else methods.parse_methods(method_list)
+    # 'all' means every method that can run here; a method named outright whose package is missing is
+    # an error before any work (pipeline.preflight)
+    if method_list.strip() == "all":
+        for name in [n for n in names if methods.get(n).missing()]:
+            log.warning("--methods all: %s skipped, %s not installed (%s)", name,
+                        ", ".join(methods.get(name).missing()), methods.get(name).install_hint)
+            names.remove(name)
     candidates = methods.parse_methods(auto_candidates) if auto else []
     method_params = _method_params(candidates if auto else names, param_pairs, params_file)
     from graphimpute import pipeline  # anndata, numpy, torch: after the cheap checks
@@ -473,9 +631,11 @@ def summarise_command(input_path, output, step, sample, threads):
 @click.option("--sample", default=None, help="Sample name [default: from the first file's name].")
 @click.option("--rescale", type=click.Choice(["library", "none"]), default="library", show_default=True,
               help="Rescale each output's cells to their unmasked library before scoring hidden entries.")
-@click.option("--n-pcs", type=int, default=50, show_default=True, help="PCs of the evaluation representation.")
-@click.option("--n-neighbors", type=int, default=15, show_default=True, help="k of the evaluation kNN graph.")
-@click.option("--kmeans-seeds", type=int, default=5, show_default=True, help="k-means runs averaged.")
+@click.option("--n-pcs", type=click.IntRange(min=1), default=50, show_default=True,
+              help="PCs of the evaluation representation.")
+@click.option("--n-neighbors", type=click.IntRange(min=1), default=15, show_default=True,
+              help="k of the evaluation kNN graph.")
+@click.option("--kmeans-seeds", type=click.IntRange(min=1), default=5, show_default=True, help="k-means runs averaged.")
 @click.option("--leiden-resolution", type=float, default=1.0, show_default=True)
 @click.option("--umap/--no-umap", default=True, show_default=True, help="UMAP coordinates for the report.")
 @common("graphimpute.log")

@@ -29,3 +29,15 @@ class NotEnoughMemoryError(ResourceError):
 
 class CheckpointError(GraphImputeError):
     """A checkpoint cannot be resumed: it was made for other data, parameters, seed or version."""
+
+
+class OutputError(GraphImputeError):
+    """An output cannot be written: the folder is not writable, the disk is full, or an output name is
+    unusable. ``exit_at_once``: the failure left a library (HDF5) unable to shut down cleanly."""
+
+    exit_at_once = False
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

@@ -183,13 +183,17 @@ def pearson_genes(values) -> np.ndarray:
 
 
 def detection_filter(counts, *, min_gene_fraction: float, min_cell_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean (cells, genes) masks: genes non-zero in more than ``min_gene_fraction`` of the cells
-    and cells non-zero in more than ``min_cell_fraction`` of the genes, both counted on the whole
-    input at once (scVGAE's 5% filters, as its code computes them)."""
+    """Boolean (cells, genes) masks: genes non-zero in more than ``min_gene_fraction`` of the cells,
+    then cells non-zero in more than ``min_cell_fraction`` of those genes (scVGAE's 5% filters).
+
+    Genes first, then cells on the kept genes: counted on every gene at once (scVGAE's code), the
+    cell filter refuses sparse data instead of dropping noise: at 95% zeros over 2,000 genes most
+    cells detect fewer than 100 of them, and at 98.6% one cell of 4,085 passed. On the kept genes a
+    cell is judged by the genes that are detected often enough to inform it."""
     nonzero = sp.csr_matrix(counts) > 0
-    n, g = nonzero.shape
+    n = nonzero.shape[0]
     genes = np.asarray(nonzero.sum(axis=0)).ravel() > min_gene_fraction * n
-    cells = np.asarray(nonzero.sum(axis=1)).ravel() > min_cell_fraction * g
+    cells = np.asarray(nonzero[:, genes].sum(axis=1)).ravel() > min_cell_fraction * genes.sum()
     return cells, genes
 
 

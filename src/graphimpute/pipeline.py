@@ -19,7 +19,7 @@ import anndata
 import numpy as np
 
 from graphimpute import _keys, graphs, io, methods, normalise, qc
-from graphimpute.errors import GraphImputeError
+from graphimpute.errors import GraphImputeError, InputError, OutputError
 from graphimpute.methods import RunContext
 from graphimpute.monitor import PeakMemory
 
@@ -60,6 +60,9 @@ def mask_step(input_path, output, truth_output, *, scheme: str = "uniform", frac
 
     io.check_output(input_path, output)
     io.check_output(input_path, truth_output)
+    if Path(output).resolve() == Path(truth_output).resolve():
+        raise OutputError(truth_output, "--truth is the same file as -o: the hidden counts would overwrite the "
+                                        "masked ones; give two names")
     masked, truth = mask.mask(_read(input_path), scheme=scheme, fraction=fraction, seed=seed)
     _store_record(masked, "mask", [input_path], dict(scheme=scheme, fraction=fraction, seed=seed))
     return io.write_h5ad(truth, truth_output), io.write_h5ad(masked, output)
@@ -69,6 +72,9 @@ def graph_step(input_path, output, *, method_names=("none",), n_pcs: int = 50, n
                seed: int = 0) -> Path:
     """PCA, the general kNN graph, and every graph the given methods declare."""
     io.check_output(input_path, output)
+    _require_normalised(input_path, "graph")
+    if n_pcs < 1 or n_neighbors < 1:
+        raise GraphImputeError(f"--n-pcs and --n-neighbors must be at least 1 (got {n_pcs} and {n_neighbors})")
     adata = _read(input_path)
     graphs.pca(adata, n_comps=n_pcs, seed=seed)
     graphs.knn_graph(adata, n_neighbors=n_neighbors, n_pcs=n_pcs, key_added="knn", seed=seed)
@@ -88,7 +94,14 @@ def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | 
     ``auto``: its settings, ``params``: per-method parameters keyed by method name), then imputes with
     the winner; the provenance records the choice under ``selection``."""
     io.check_output(input_path, output)
+    if method != AUTO:  # a bad method, parameter or missing package stops before the input is read
+        entry = methods.get(method)
+        resolved = methods.resolve_params(entry, params)
+        _require_packages(entry)
+    _require_normalised(input_path, "impute")
     ctx = ctx or RunContext()
+    if ctx.resume and ctx.workdir is None:
+        raise GraphImputeError("--resume needs --workdir: the folder that holds the checkpoints to resume from")
     adata = _read(input_path)
     given = _stored_keys(adata)
     selection = None
@@ -98,8 +111,8 @@ def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | 
         per_method = dict(params or {})
         selection = auto_select.select(adata, method_params=per_method, ctx=ctx, **dict(auto or {}))
         method, params = selection.winner, per_method.get(selection.winner)
-    entry = methods.get(method)
-    resolved = methods.resolve_params(entry, params)
+        entry = methods.get(method)
+        resolved = methods.resolve_params(entry, params)
     imputed, provenance = impute_adata(adata, entry, resolved, ctx)
     if selection is not None:
         provenance["selection"] = selection.record()
@@ -221,6 +234,9 @@ def evaluate_step(imputed_paths, outdir, *, truth_path=None, label_key: str | No
     from graphimpute import evaluate
 
     imputed_paths = [Path(p) for p in imputed_paths]
+    if sample is not None:
+        check_sample_name(sample, given=True)
+    _check_one_sample(imputed_paths)
     sample = sample or sample_name(imputed_paths[0]).split(".")[0]
     result = evaluate.evaluate(imputed_paths, truth=truth_path, label_key=label_key, sample=sample,
                                settings=settings)
@@ -305,7 +321,9 @@ def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path
     (``force`` redoes everything); once a step runs, every later step runs too."""
     o = options or RunOptions()
     outdir = Path(outdir)
-    sample = o.sample or sample_name(input_path)
+    sample = check_sample_name(o.sample, given=True) if o.sample else check_sample_name(sample_name(input_path),
+                                                                                        given=False)
+    preflight(input_path, outdir, o)
     seed = o.ctx.seed
     p = {step: outdir / step / f"{sample}.h5ad" for step in ("qc", "normalise", "graph")}
     # (name, function, input paths, output paths, keyword arguments)
@@ -366,6 +384,53 @@ def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path
     return _execute(plan, p, o.force)
 
 
+def preflight(input_path, outdir: Path, o: RunOptions) -> None:
+    """What can be known before any work: the input exists, every method and its optional packages
+    are installed, ``outdir`` can be written and its file system has room for an estimate of the
+    outputs. A run that fails one of these stops at once instead of after hours of work."""
+    input_path = Path(input_path)
+    if not input_path.exists():
+        raise InputError(input_path, "no such file or directory")
+    if o.ctx.resume and o.ctx.workdir is None:
+        raise GraphImputeError("--resume needs --workdir: the folder that holds the checkpoints to resume from")
+    for name in o.methods:
+        if name == AUTO:
+            continue
+        _require_packages(methods.get(name))
+    io.check_writable(outdir)
+    for sub in ("qc", "normalise", "mask", "graph", "impute", "evaluate", "multiqc", "pipeline_info"):
+        if (outdir / sub).exists():
+            io.check_writable(outdir / sub)
+    needed = estimate_output_bytes(input_path, o)
+    log.debug("run: outputs estimated at %d bytes", needed)
+    io.check_free_space(outdir, needed)
+
+
+def _require_packages(entry: methods.Method) -> None:
+    """A method whose optional packages are missing stops before any work, not at its own step."""
+    if entry.missing():
+        raise GraphImputeError(f"method {entry.name!r} needs {', '.join(map(repr, entry.missing()))}, which is not "
+                               f"installed; {entry.install_hint or 'install it'} (or leave the method out)")
+
+
+def estimate_output_bytes(input_path, o: RunOptions) -> int:
+    """A rough size of what ``run`` writes: every h5ad step output about the input's size (gzip'd
+    counts), every imputation a dense float32 cells x genes layer (exact when the input's shape can
+    be read from its metadata, else the input's size again)."""
+    path = Path(input_path)
+    size = sum(p.stat().st_size for p in path.iterdir() if p.is_file()) if path.is_dir() else path.stat().st_size
+    seeds = o.mask_seeds if o.benchmark else 1
+    n_methods = 1 if AUTO in o.methods else len(o.methods)
+    steps = 2 + seeds * (3 if o.benchmark else 1)  # qc, normalise, graph (benchmark: mask, truth, graph per seed)
+    shape = io.peek_shape(path, o.read.get("fmt", "auto"))
+    if shape is None:
+        per_impute = size
+    else:
+        genes = shape[1] if o.n_top_genes is None else min(o.n_top_genes, shape[1])
+        per_impute = shape[0] * genes * 4
+    return int(steps * size + seeds * n_methods * per_impute)
+
+
 def _execute(plan, p: dict[str, Path], force: bool) -> dict[str, Path]:
     """Run the plan's steps in order, skipping those whose output records the same inputs and options;
     once a step runs, every later step runs too."""
@@ -373,12 +438,12 @@ def _execute(plan, p: dict[str, Path], force: bool) -> dict[str, Path]:
     for number, (name, step, inputs, outputs, kwargs) in enumerate(plan, 1):
         label = f"[{number}/{len(plan)}] {name}"
         record_step = name.split()[0]
-        expected = _record(_flat(inputs), _recorded_kwargs(record_step, kwargs))
         done = p.get(record_step, outputs[0]) if record_step in ("evaluate", "report") else outputs[0]
         if record_step == "selection":
             done = p["evaluate"]
         if not rerun and all(out.exists() for out in outputs) and done.exists():
-            if _stored(done, record_step) == expected:
+            expected = _record(_flat(inputs), _recorded_kwargs(record_step, kwargs))
+            if _content(_stored(done, record_step)) == _content(expected):
                 log.info("%s: %s is up to date, skipped (use --force to redo)", label, outputs[0])
                 continue
             log.info("%s: %s was made from other inputs or options; redoing it", label, outputs[0])
@@ -408,7 +473,8 @@ def _evaluate_options(truth_path, label_key, sample, settings) -> dict:
     from dataclasses import asdict
 
     truths = [truth_path] if isinstance(truth_path, (str, Path)) else list(truth_path or [])
-    return dict(truth=[str(Path(t).resolve()) for t in truths] or None, label_key=label_key, sample=sample,
+    truth = [{k: v for k, v in fingerprint(t).items() if k != "path"} for t in truths]
+    return dict(truth=truth or None, label_key=label_key, sample=sample,
                 settings=asdict(settings) if settings is not None else None)
 
 
@@ -417,11 +483,48 @@ def _flat(inputs) -> list:
     return [q for i in inputs for q in (i if isinstance(i, (list, tuple)) else [i])]
 
 
+# Cell Ranger's own folder and file names: the sample is named by the folder above them
+# (sample1/outs/filtered_feature_bc_matrix, sample1/outs/filtered_gene_bc_matrices/GRCh38,
+# sample1/outs/filtered_feature_bc_matrix.h5, multi: per_sample_outs/sample1/count/sample_filtered_...)
+_CELLRANGER_MATRICES = {"filtered_feature_bc_matrix", "raw_feature_bc_matrix", "filtered_gene_bc_matrices",
+                        "raw_gene_bc_matrices", "sample_filtered_feature_bc_matrix", "sample_raw_feature_bc_matrix"}
+_CELLRANGER_NAMES = _CELLRANGER_MATRICES | {"outs", "count"}
+
+
 def sample_name(path) -> str:
-    name = Path(path).name
+    """The sample name an input gives: its file name without the format's suffixes, or, for Cell
+    Ranger's output folders and files, the name of the folder Cell Ranger was run for."""
+    path = Path(path).absolute()
+    parts = [_strip_suffixes(path.name)] + [p.name for p in path.parents]
+    genome_folder = len(parts) > 1 and parts[1] in _CELLRANGER_MATRICES  # v2: <matrices>/GRCh38
+    if parts[0] in _CELLRANGER_MATRICES or genome_folder:
+        rest = [p for p in parts[1 if genome_folder else 0:] if p]
+        while rest and rest[0] in _CELLRANGER_NAMES:
+            rest.pop(0)
+        if rest:
+            return rest[0]
+    return parts[0] or "sample"
+
+
+def _strip_suffixes(name: str) -> str:
     for suffix in (".gz", ".bz2", ".h5ad", ".h5", ".csv", ".tsv", ".txt"):
         name = name.removesuffix(suffix)
-    return name or "sample"
+    return name
+
+
+def check_sample_name(name: str, *, given: bool) -> str:
+    """A sample name is part of every output file name: letters, digits, '.', '_' and '-', at most
+    MAX_SAMPLE_NAME characters (so '../x' cannot write outside the results folder)."""
+    from graphimpute.samplesheet import MAX_SAMPLE_NAME, SAMPLE_NAME
+
+    where = "--sample" if given else "the sample name taken from the input's name (set one with --sample)"
+    if not SAMPLE_NAME.match(name):
+        raise GraphImputeError(f"{where} {name!r}: may only hold letters, digits, '.', '_' and '-', and must "
+                               "start with a letter or digit (it names the output files)")
+    if len(name) > MAX_SAMPLE_NAME:
+        raise GraphImputeError(f"{where} {name[:20]}...: {len(name)} characters; at most {MAX_SAMPLE_NAME} "
+                               "(it names the output files)")
+    return name
 
 
 def build_graph(adata, spec: methods.GraphSpec, *, seed: int = 0) -> None:
@@ -470,11 +573,95 @@ def _missing(adata, spec: methods.GraphSpec) -> bool:
 
 
 def _read(path) -> anndata.AnnData:
-    return io.read(path, fmt="h5ad", allow_non_integer=False)
+    """A step output, validated again; non-integer counts pass when the QC step that made them was
+    told --allow-non-integer (the choice travels with the data, so every later step honours it)."""
+    qc_record = _stored(Path(path), "qc") or {}
+    allowed = bool(qc_record.get("options", {}).get("allow_non_integer", False))
+    return io.read(path, fmt="h5ad", allow_non_integer=allowed)
+
+
+# what a step needs in its input, and the step that makes it
+_NEEDS = {"graph": {"layers/lognorm": "normalise", "obs/size_factor": "normalise"},
+          "impute": {"layers/lognorm": "normalise", "obs/size_factor": "normalise"}}
+
+
+def _require_normalised(path, step: str) -> None:
+    """GRAPH and IMPUTE work on NORMALISE's output. Given a file without it (a user's own h5ad, or
+    QC's output), they stop and name the steps to run rather than run them with defaults the user
+    never saw (QC filters and a subset to 2,000 genes change which cells and genes come out)."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or directory")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [key for key in _NEEDS[step] if key not in f]
+    except OSError:
+        return  # not HDF5: the read that follows says what is wrong with it
+    if missing:
+        what = ", ".join(f"{k.split('/')[0]}[{k.split('/')[1]!r}]" for k in missing)
+        raise InputError(path, f"has no {what}: {step} works on the normalise step's output; run `graphimpute qc` "
+                               f"and `graphimpute normalise` first (or `graphimpute run` for the whole chain)")
+
+
+def _check_one_sample(paths: list[Path]) -> None:
+    """EVALUATE scores the outputs of one sample: every file must hold the same cells, and where the
+    files carry QC records, come from the same input and QC options."""
+    import h5py
+    from anndata.io import read_elem
+
+    first = None
+    for path in paths:
+        if not Path(path).exists():
+            raise InputError(path, "no such file or directory")
+        try:
+            with h5py.File(path, "r") as f:
+                obs = f["obs"]
+                index = read_elem(obs[obs.attrs.get("_index", "_index")])
+        except (OSError, KeyError) as err:
+            raise InputError(path, f"not a readable step output ({type(err).__name__}: {err})") from None
+        qc_record = _stored(Path(path), "qc")
+        identity = (list(map(str, index)), _content(qc_record) if qc_record else None)
+        if first is None:
+            first = (path, identity)
+            continue
+        other, (cells, record) = first
+        if identity[0] != cells or (record is not None and identity[1] is not None and identity[1] != record):
+            raise InputError(path, f"is not an output of the same sample as {other} (other cells or another input); "
+                                   "evaluate one sample at a time")
+
+
+def fingerprint(path) -> dict:
+    """What a step's record says about one input: its size and a BLAKE2b hash of its content (a
+    10x folder: the names and content of the files in it), so that a changed input is never taken
+    for the one an output was made from, whatever its path and modification time."""
+    import hashlib
+
+    path = Path(path)
+    digest = hashlib.blake2b(digest_size=16)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    size = 0
+    for file in files:
+        if path.is_dir():
+            digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    return {"path": str(path.resolve()), "bytes": size, "blake2b": digest.hexdigest()}
 
 
 def _record(inputs, options: dict) -> dict:
-    return _normalised({"inputs": [str(Path(i).resolve()) for i in inputs], "options": options})
+    return _normalised({"inputs": [fingerprint(i) for i in inputs], "options": options})
+
+
+def _content(record: dict | None) -> dict | None:
+    """A record without the inputs' paths: reuse depends on what the inputs hold, not where they are."""
+    if not record or not isinstance(record.get("inputs"), list):
+        return record
+    inputs = [{k: v for k, v in i.items() if k != "path"} if isinstance(i, dict) else i for i in record["inputs"]]
+    return {**record, "inputs": inputs}
 
 
 def _store_record(adata, step: str, inputs, options: dict) -> None:

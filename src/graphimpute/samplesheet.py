@@ -29,6 +29,7 @@ REQUIRED = ("sample", "input")
 OPTIONAL = ("label_key", "format", "layer")
 COLUMNS = REQUIRED + OPTIONAL
 SAMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_SAMPLE_NAME = 100  # with seeds, methods and a temporary suffix it must fit a file name (255 bytes)
 _UNKNOWN_FORMAT = ("unknown format: expected .h5ad, .h5 (10x), .csv, .tsv, .txt (optionally compressed) or a "
                    f"10x directory; name it in the 'format' column ({', '.join(io.FORMATS[1:])})")
 REMOTE_SCHEMES = ("s3://", "gs://", "az://", "http://", "https://", "ftp://", "file://")
@@ -135,6 +136,9 @@ def _check_row(record: dict, line: int, *, base: str, check_files: bool) -> tupl
     elif not SAMPLE_NAME.match(name):
         problems.append(f"line {line}: sample name {name!r} may only hold letters, digits, '.', '_' and '-' "
                         "(and must start with a letter or digit): it names the output files")
+    elif len(name) > MAX_SAMPLE_NAME:
+        problems.append(f"line {line}: sample name {name[:20]}... has {len(name)} characters; at most "
+                        f"{MAX_SAMPLE_NAME} (it names the output files)")
     if not given:
         problems.append(f"line {line}: empty input path for sample {name!r}")
         return None, problems

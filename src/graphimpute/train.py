@@ -1,9 +1,10 @@
 """One training loop for every neural method (scvi-tools' TrainRunner habit).
 
 A method supplies a module and ``loss(module, batch) -> {"loss": total, **terms}``; this file owns
-the device, seeding, the optimiser and learning-rate decay, early stopping on the validation loss with
-the best weights restored, checkpoints and resume, the progress display and the history. The module
-comes back in ``eval()`` mode, so the method's final forward pass is the inference one.
+the device, seeding, the optimiser and learning-rate decay, early stopping on the validation loss,
+which weights the result comes from (the best epoch's, or the last epoch's where the paper uses those:
+``restore_best``), checkpoints and resume, the progress display and the history. The module comes back
+in ``eval()`` mode, so the method's final forward pass is the inference one.
 
 Resume refuses a checkpoint made for another run. Every checkpoint stores the ``fingerprint`` of what
 it was trained on (``input_fingerprint``: a hash of the counts, the cell and gene names and the graphs
@@ -80,6 +81,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int | None = None  # epochs without improvement of the monitored loss before stopping
+    # True: the weights of the epoch with the lowest monitored loss come back; False: the last epoch's
+    # (a method whose paper trains a fixed schedule, or stops without restoring, as Keras' EarlyStopping)
+    restore_best: bool = True
     min_delta: float = 0.0
     lr_decay_every: int | None = None  # multiply lr by lr_decay every this many epochs
     lr_decay: float = 1.0
@@ -102,6 +106,7 @@ class History:
     epochs: list[dict[str, float]] = field(default_factory=list)  # per epoch: train_*, val_*, lr, time_s
     best_epoch: int | None = None
     best_loss: float | None = None
+    weights: str = "best"  # which epoch's weights the module came back with: "best" or "last"
     stopped_early: bool = False
     resumed_from_epoch: int | None = None
     wall_time_s: float = 0.0
@@ -130,7 +135,8 @@ def fit(
 
     ``train_data``/``val_data`` return the batches of one epoch; ``None`` for ``train_data`` means one
     full-batch step per epoch (batch ``None``). Early stopping monitors the validation loss when
-    ``val_data`` is given, else the training loss; the best weights are restored at the end.
+    ``val_data`` is given, else the training loss; the best weights are restored at the end unless
+    ``config.restore_best`` is False (then the last epoch's weights stay, and no copy is kept).
 
     With ``checkpoint_every`` and ``checkpoint_dir`` the full state (weights, optimiser, scheduler,
     history, best weights, torch/numpy/Python RNGs, ``config.fingerprint``) is written atomically
@@ -146,7 +152,7 @@ def fit(
     optimiser = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                  **({"fused": True} if config.fused_adam else {}))
     scheduler = _scheduler(optimiser, config)
-    history = History(device=str(device))
+    history = History(device=str(device), weights="best" if config.restore_best else "last")
     best_state, start_epoch, since_best = None, 0, 0
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
     if config.resume and ckpt is not None and ckpt.exists():
@@ -188,7 +194,8 @@ def fit(
                                          "try a lower learning rate")
             if history.best_loss is None or monitored < history.best_loss - config.min_delta:
                 history.best_loss, history.best_epoch, since_best = monitored, epoch + 1, 0
-                best_state = copy.deepcopy(module.state_dict())
+                if config.restore_best:
+                    best_state = copy.deepcopy(module.state_dict())
             else:
                 since_best += 1
             bar.update(1)
@@ -203,7 +210,7 @@ def fit(
                 log.info("%s: early stop at epoch %d (best %d)", config.desc, epoch + 1, history.best_epoch)
                 break
     bar.close()
-    if best_state is not None:
+    if best_state is not None and config.restore_best:
         module.load_state_dict(best_state)
     module.eval()
     history.wall_time_s = time.perf_counter() - started

@@ -74,8 +74,12 @@ def _is_number(value: Any) -> bool:
 
 
 def _cast(value: Any, default: Any, key: str) -> Any:
-    if default is None or not isinstance(value, str):
+    """``value`` (a --param string, or a JSON value from a params file) as the type of ``default``;
+    a JSON value of another type ({"max_epochs": [3]}) is an error, not a crash inside training."""
+    if default is None:
         return value
+    if not isinstance(value, str):
+        return _cast_json(value, default, key)
     try:
         if isinstance(default, bool):
             if value.lower() in {"true", "1", "yes"}:
@@ -91,6 +95,31 @@ def _cast(value: Any, default: Any, key: str) -> Any:
             return type(default)(type(default[0])(v) for v in value.split(",")) if default else value
     except ValueError:
         raise GraphImputeError(f"parameter {key}={value!r}: expected {type(default).__name__}") from None
+    return value
+
+
+def _cast_json(value: Any, default: Any, key: str) -> Any:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = number and float(value).is_integer()
+        value = int(value) if ok else value
+    elif isinstance(default, float):
+        ok = number
+        value = float(value) if ok else value
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple)) and all(not isinstance(v, (list, tuple, dict)) for v in value)
+        if ok and default:
+            try:
+                value = type(default)(_cast_json(v, default[0], key) for v in value)
+            except GraphImputeError:
+                ok = False
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise GraphImputeError(f"parameter {key}={value!r}: expected {type(default).__name__}"
+                               f" (the default is {default!r})")
     return value
 
 

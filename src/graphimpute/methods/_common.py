@@ -39,18 +39,27 @@ def cell_graph(adata, spec: GraphSpec, method: str) -> sp.csr_matrix:
     return graph
 
 
-def symmetrised(graph: sp.csr_matrix, method: str) -> tuple[sp.csr_matrix, bool]:
-    """The graph with every edge in both directions, and whether it had to be changed (logged).
+def own_knn_graph(values: np.ndarray, *, n_neighbors: int, n_pcs: int, seed: int) -> tuple[sp.csr_matrix, dict]:
+    """A symmetrised Euclidean kNN cell graph on the first ``n_pcs`` principal components of
+    ``values``, and its parameters for the provenance.
 
-    The graph step symmetrises the 5-NN graph (both papers use each kNN edge both ways), but a graph
-    supplied in ``obsp`` by other means may be directed: SCGNN's propagation needs Â symmetric, and
-    GNNImpute's attention would only run along the listed direction."""
-    asymmetric = (graph != graph.T).nnz > 0
-    if asymmetric:
-        log.warning("%s: the cell graph is not symmetric (%d one-way entries); using every edge in both "
-                    "directions", method, (graph != graph.T).nnz)
-        graph = graph.maximum(graph.T).tocsr()
-    return graph, asymmetric
+    For methods whose papers build their graph from their own masked training input (SCGNN,
+    GNNImpute): the graph then carries nothing of the entries the method hides from itself, so early
+    stopping on them stays honest. PCA is centred, not scaled per gene (sklearn's PCA, as both
+    official codes); the kNN search is graphs.knn_graph's."""
+    from anndata import AnnData
+    from sklearn.decomposition import PCA
+
+    from graphimpute import graphs
+
+    n_comps = int(min(n_pcs, values.shape[0] - 1, values.shape[1] - 1))
+    pcs = PCA(n_components=n_comps, svd_solver="randomized", random_state=seed).fit_transform(values)
+    holder = AnnData(obsm={"X_own": pcs.astype(np.float32)}, shape=(values.shape[0], 0))
+    graphs.knn_graph(holder, n_neighbors=n_neighbors, n_pcs=n_comps, use_rep="X_own", symmetrise=True,
+                     key_added="own", seed=seed)
+    record = {"built_from": "the method's masked training input", "kind": "knn", "n_pcs": n_comps,
+              "n_neighbors": n_neighbors, "symmetrise": True, "n_edges": int(holder.obsp["own"].nnz)}
+    return sp.csr_matrix(holder.obsp["own"]), record
 
 
 def no_depth(library, method: str) -> np.ndarray:

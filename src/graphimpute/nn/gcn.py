@@ -43,8 +43,7 @@ def gcn_adjacency(graph: sp.spmatrix, device: torch.device | str | None = None) 
     """Â = D̃^-½ (A + I) D̃^-½ of a cell graph as a sparse CSR tensor (float32) on ``device``.
 
     The graph is made binary and symmetric first (an edge in either direction counts once), which is
-    what makes ``propagate``'s backward exact; callers that want to report an asymmetric input check
-    it before (``methods._common.symmetrised``). Rows aggregate their sources (row = target)."""
+    what makes ``propagate``'s backward exact. Rows aggregate their sources (row = target)."""
     from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
     graph = sp.coo_matrix(graph)

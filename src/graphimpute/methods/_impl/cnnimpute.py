@@ -350,7 +350,8 @@ def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name, f
             yield [t[perm[i:i + batch]] for t in train_set]
 
     config = train_config(ctx, "cnnimpute", fingerprint, part=name, max_epochs=params["max_epochs"], lr=params["lr"],
-                          patience=params["patience"], fused_adam=True)
+                          patience=params["patience"], fused_adam=True,
+                          restore_best=False)  # Keras EarlyStopping without restore_best_weights: the last epoch's
     history = train.fit(module, masked_mse, config=config, device=device, train_data=train_batches,
                         val_data=lambda: [val_set])
     with torch.no_grad():

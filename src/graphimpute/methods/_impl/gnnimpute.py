@@ -15,9 +15,7 @@ from torch import Tensor, nn
 
 from graphimpute import graphs, normalise, train
 from graphimpute.methods._base import ImputeResult
-from graphimpute.methods._common import (cell_graph, dense_counts, no_depth, run_fingerprint, split_cells,
-                                        symmetrised, train_config)
-from graphimpute.methods.scgnn import PCA_KNN5  # the same graph: both papers build PCA(50) -> 5-NN
+from graphimpute.methods._common import dense_counts, no_depth, own_knn_graph, run_fingerprint, split_cells, train_config
 from graphimpute.monitor import require_memory
 
 log = logging.getLogger(__name__)
@@ -80,8 +78,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     train.seed_everything(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
-    graph, was_asymmetric = symmetrised(cell_graph(adata, PCA_KNN5, "gnnimpute"), "gnnimpute")
-    require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, graph.nnz, hidden_dim=params["hidden_dim"],
+    n_edges = 2 * adata.n_obs * params["n_neighbors"]  # a symmetrised kNN graph has at most this many
+    require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, n_edges, hidden_dim=params["hidden_dim"],
                                       latent_dim=params["latent_dim"], heads=params["heads"]),
                    limit_gb=params["max_memory_gb"], device=device, what=f"gnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
                    advice="use fewer genes (--n-top-genes) or cells, a smaller hidden_dim, or raise max_memory_gb")
@@ -93,6 +91,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     rows, cols = mask_per_gene(target, params["mask_fraction"], rng)
     masked = target.copy()
     masked[rows, cols] = 0.0
+    graph, graph_record = own_knn_graph(masked, n_neighbors=params["n_neighbors"], n_pcs=params["n_pcs"],
+                                        seed=ctx.seed)
     train_cells, val_cells = split_cells(adata.n_obs, (params["train_fraction"], params["val_fraction"]), rng)
 
     inputs = torch.from_numpy(masked).to(device)
@@ -109,7 +109,7 @@ def impute(adata, params, ctx) -> ImputeResult:
         index = cells[split]
         return {"loss": F.mse_loss(module(inputs, edge_index)[index], targets[index])}
 
-    fingerprint = run_fingerprint(adata, "gnnimpute", params, ctx, reads=(PCA_KNN5.key,))
+    fingerprint = run_fingerprint(adata, "gnnimpute", params, ctx)
     config = train_config(ctx, "gnnimpute", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
                           weight_decay=params["weight_decay"], patience=params["patience"])
     history = train.fit(module, loss, config=config, device=device,
@@ -124,7 +124,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     info = {
         "n_masked_entries": int(rows.size), "n_train_cells": int(train_cells.size),
         "n_val_cells": int(val_cells.size), "median_library": float(np.median(counts.sum(axis=1))),
-        "graph": graphs.stored_params(adata, PCA_KNN5.key) or PCA_KNN5.key, "graph_symmetrised": was_asymmetric,
+        "graph": graph_record,
         "qc": "cell/gene filters of the paper are the pipeline's QC step (not repeated)",
     }
     log.info("gnnimpute: best epoch %s of %d", history.best_epoch, history.n_epochs)

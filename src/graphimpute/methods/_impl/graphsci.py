@@ -225,7 +225,7 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
     config = train_config(
         ctx, "graphsci", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
         weight_decay=params["weight_decay"], lr_decay_every=params["lr_decay_steps"], lr_decay=params["lr_decay"],
-        lr_decay_staircase=params["lr_decay_staircase"])
+        lr_decay_staircase=params["lr_decay_staircase"], restore_best=False)  # a fixed schedule; the last epoch's weights
     history = train.fit(module, lambda m, cells: loss(m, cells, data), config=config, device=device,
                         train_data=_cell_batches(n, batch_size, ctx.seed, device))
 

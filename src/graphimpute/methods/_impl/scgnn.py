@@ -13,12 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from graphimpute import graphs, normalise, train
+from graphimpute import normalise, train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import ImputeResult
-from graphimpute.methods._common import (cell_graph, dense_counts, no_depth, run_fingerprint, split_cells,
-                                        symmetrised, train_config)
-from graphimpute.methods.scgnn import PCA_KNN5
+from graphimpute.methods._common import dense_counts, no_depth, own_knn_graph, run_fingerprint, split_cells, train_config
 from graphimpute.monitor import require_memory
 from graphimpute.nn.gcn import gcn_adjacency, propagate
 
@@ -84,18 +82,15 @@ def impute(adata, params, ctx) -> ImputeResult:
     train.seed_everything(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
-    graph = cell_graph(adata, PCA_KNN5, "scgnn")
-    graph, was_asymmetric = symmetrised(graph, "scgnn")
-    info: dict = {"graph_symmetrised": was_asymmetric}
-
     # 1. gene filter on raw counts; 2. median-library scaling of the kept genes
     keep = gene_dispersion(adata.X) > params["min_dispersion"]
     n_kept = int(keep.sum())
-    n_hidden = max(1, int(n_kept / params["hidden_divisor"]))
+    n_hidden = max(1, int(n_kept / params["hidden_divisor"]), int(params["min_hidden"]))
     if n_kept < 2:
         raise GraphImputeError(f"scgnn: {n_kept} gene(s) pass the filter variance/(1+mean) > "
                                f"{params['min_dispersion']}; lower min_dispersion")
-    require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, n_kept, n_hidden, graph.nnz),
+    n_edges = 2 * adata.n_obs * params["n_neighbors"]  # a symmetrised kNN graph has at most this many
+    require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, n_kept, n_hidden, n_edges),
                    limit_gb=params["max_memory_gb"], device=device, what=f"scgnn on {adata.n_obs} cells x {n_kept} genes",
                    advice="use fewer genes (--n-top-genes) or cells, or raise max_memory_gb")
     counts = dense_counts(adata)
@@ -113,6 +108,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     is_val[val_cells] = True
     masked = scaled.copy()
     masked[rows, cols] = 0.0
+    graph, graph_record = own_knn_graph(masked, n_neighbors=params["n_neighbors"], n_pcs=params["n_pcs"],
+                                        seed=ctx.seed)
 
     def targets(select: np.ndarray) -> tuple[Tensor, Tensor]:
         flat = torch.from_numpy(rows[select] * n_kept + cols[select]).to(device)
@@ -132,7 +129,7 @@ def impute(adata, params, ctx) -> ImputeResult:
         flat, target = hidden[split]
         return {"loss": F.mse_loss(module(inputs).reshape(-1)[flat], target)}
 
-    fingerprint = run_fingerprint(adata, "scgnn", params, ctx, reads=(PCA_KNN5.key,))
+    fingerprint = run_fingerprint(adata, "scgnn", params, ctx)
     config = train_config(ctx, "scgnn", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
                           weight_decay=params["weight_decay"], patience=params["patience"])
     history = train.fit(module, loss, config=config, device=device,
@@ -145,13 +142,13 @@ def impute(adata, params, ctx) -> ImputeResult:
     predicted[no_depth(kept.sum(axis=1), "scgnn")] = 0.0
     imputed = counts
     imputed[:, keep] = np.where(kept > 0, kept, predicted * factors[:, None])
-    info.update({
+    info = {
         "genes_imputed": n_kept, "genes_left_observed": int(adata.n_vars - n_kept),
         "gene_filter": f"variance/(1+mean) > {params['min_dispersion']} on raw counts",
         "hidden_dim": n_hidden, "hidden_fraction": float(fraction), "n_hidden_entries": int(rows.size),
         "n_val_cells": int(is_val.sum()), "median_library": float(np.median(kept.sum(axis=1))),
-        "graph": graphs.stored_params(adata, PCA_KNN5.key) or PCA_KNN5.key,
-    })
+        "graph": graph_record,
+    }
     log.info("scgnn: %d genes imputed, %d left as observed; best epoch %s of %d",
              n_kept, adata.n_vars - n_kept, history.best_epoch, history.n_epochs)
     return ImputeResult(imputed=imputed.astype(np.float32, copy=False), history=history.to_dict(), info=info)

@@ -145,7 +145,9 @@ def impute(adata, params, ctx) -> ImputeResult:
                                            min_cell_fraction=params["min_cell_fraction"])
     if cells.sum() < 2 or genes.sum() < 1:
         raise GraphImputeError(f"scvgae: only {cells.sum()} cells and {genes.sum()} genes pass the detection "
-                               "filters (min_gene_fraction, min_cell_fraction); nothing to impute")
+                               f"filters (genes detected in > {params['min_gene_fraction']:g} of cells, then cells "
+                               f"detecting > {params['min_cell_fraction']:g} of those genes): the data are too sparse "
+                               "for them; lower min_gene_fraction (--param min_gene_fraction=0.01)")
     info = _graph_info(adata, params)
     graph = sp.csr_matrix(adata.obsp[GRAPH_KEY])[cells][:, cells]
     n, g = int(cells.sum()), int(genes.sum())
@@ -171,7 +173,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         return scvgae_loss(model(x, lx, adj), x, alpha=params["alpha"], kl_weight=params["kl_weight"])
 
     fingerprint = run_fingerprint(adata, "scvgae", params, ctx, reads=(GRAPH_KEY,))
-    config = train_config(ctx, "scvgae", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"])
+    config = train_config(ctx, "scvgae", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
+                          restore_best=False)  # the paper trains 100 epochs and uses the last
     history = train.fit(module, loss, config=config, device=device)
     with torch.no_grad():  # fit() leaves the module in eval mode
         x_hat = module(x, lx, adj)["x_hat"].double().cpu().numpy()

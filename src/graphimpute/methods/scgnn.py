@@ -41,6 +41,7 @@ DEFAULTS = {
     "min_hidden": 0,  # a floor on D (0: none, the paper's G / 64)
     "n_neighbors": 5,  # the cell graph: PCA (n_pcs) of the masked input -> Euclidean kNN, both directions
     "n_pcs": 50,
+    "graph_log1p": False,  # PCA of log1p(masked input) instead of the masked input itself (the paper's)
     "dropout": 0.5,
     "max_hidden_fraction": 0.3,  # p = min(non-zero fraction, this)
     "val_fraction": 0.05,  # validation cells for early stopping (official code: 90/5/5)
@@ -144,8 +145,9 @@ def impute(adata, params, ctx) -> ImputeResult:
     is_val[val_cells] = True
     masked = scaled.copy()
     masked[rows, cols] = 0.0
-    graph, graph_record = own_knn_graph(masked, n_neighbors=params["n_neighbors"], n_pcs=params["n_pcs"],
-                                        seed=ctx.seed)
+    graph, graph_record = own_knn_graph(np.log1p(masked) if params["graph_log1p"] else masked,
+                                        n_neighbors=params["n_neighbors"], n_pcs=params["n_pcs"], seed=ctx.seed)
+    graph_record["log1p"] = bool(params["graph_log1p"])
 
     def targets(select: np.ndarray) -> tuple[Tensor, Tensor]:
         flat = torch.from_numpy(rows[select] * n_kept + cols[select]).to(device)

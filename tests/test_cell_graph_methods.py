@@ -258,3 +258,13 @@ def test_runs_on_cuda(prepared, name):
     assert result.history["device"].startswith("cuda")
     assert result.imputed.shape == prepared.shape and np.isfinite(result.imputed).all()
     assert result.imputed.min() >= 0
+
+
+def test_scgnn_graph_log1p_builds_the_graph_from_log_values(prepared, monkeypatch):
+    seen = []
+    original = scgnn.own_knn_graph
+    monkeypatch.setattr(scgnn, "own_knn_graph", lambda values, **kw: (seen.append(values.copy()), original(values, **kw))[1])
+    plain = run(prepared, "scgnn")
+    logged = run(prepared, "scgnn", graph_log1p=True)
+    np.testing.assert_allclose(seen[1], np.log1p(seen[0]), rtol=1e-6)  # the same masked input, logged
+    assert (plain.info["graph"]["log1p"], logged.info["graph"]["log1p"]) == (False, True)

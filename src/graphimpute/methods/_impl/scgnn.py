@@ -108,8 +108,9 @@ def impute(adata, params, ctx) -> ImputeResult:
     is_val[val_cells] = True
     masked = scaled.copy()
     masked[rows, cols] = 0.0
-    graph, graph_record = own_knn_graph(masked, n_neighbors=params["n_neighbors"], n_pcs=params["n_pcs"],
-                                        seed=ctx.seed)
+    graph, graph_record = own_knn_graph(np.log1p(masked) if params["graph_log1p"] else masked,
+                                        n_neighbors=params["n_neighbors"], n_pcs=params["n_pcs"], seed=ctx.seed)
+    graph_record["log1p"] = bool(params["graph_log1p"])
 
     def targets(select: np.ndarray) -> tuple[Tensor, Tensor]:
         flat = torch.from_numpy(rows[select] * n_kept + cols[select]).to(device)

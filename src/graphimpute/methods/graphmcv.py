@@ -71,8 +71,8 @@ TARGET_SUM = 1e4
 MIN_STEPS_PER_EPOCH = 10
 
 DEFAULTS = {
-    "hidden": 256,
-    "latent": 64,
+    "hidden": 128,
+    "latent": 32,
     "n_neighbors": 15,
     "n_pcs": 50,
     "hops": 1,
@@ -80,13 +80,13 @@ DEFAULTS = {
     "molecular_split": True,
     "architecture": "network",
     "calibrate": True,
-    "likelihood": "nb",
+    "likelihood": "poisson",
     "split_fraction": 0.5,
     "validation_fraction": 0.1,
-    "batch_size": 256,
-    "lr": 1e-3,
+    "batch_size": 512,
+    "lr": 2e-3,
     "weight_decay": 0.0,
-    "max_epochs": 100,
+    "max_epochs": 30,
     "patience": 5,
     "max_memory_gb": 64.0,
 }
@@ -384,7 +384,7 @@ def impute(adata, params, ctx) -> ImputeResult:
 
     fingerprint = run_fingerprint(adata, NAME, params, ctx)
     config = train_config(ctx, NAME, fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
-                          weight_decay=params["weight_decay"], patience=params["patience"])
+                          weight_decay=params["weight_decay"], patience=params["patience"], fused_adam=True)
     history = train.fit(module, make_loss(params["likelihood"]), config=config, device=device,
                         train_data=train_batches, val_data=val_batches)
 

@@ -69,6 +69,9 @@ TARGET_SUM = 1e4
 # a small dataset still takes this many optimiser steps per epoch (smaller batches), so that 210 cells
 # are not one step per epoch
 MIN_STEPS_PER_EPOCH = 10
+# the early-stopping loss is computed on at most this many cells (a fixed random subset above it): on
+# 100,000 cells a full validation pass would cost a third of an epoch and tell no more
+VALIDATION_MAX_CELLS = 4096
 
 DEFAULTS = {
     "hidden": 128,
@@ -235,13 +238,19 @@ def estimate_memory_gb(n_cells: int, n_genes: int, nnz: int, *, hops: int, hidde
 
 # ---- training --------------------------------------------------------------------------------------
 
-def _nll(likelihood: str, y: Tensor, mu: Tensor, log_theta: Tensor) -> Tensor:
-    """Mean over entries of the Poisson or NB negative log-likelihood (without the log y! term)."""
+def _nll(likelihood: str, y: Tensor, log_rho: Tensor, lib: Tensor, log_theta: Tensor) -> Tensor:
+    """Mean over entries of the Poisson or NB negative log-likelihood (without the log y! term) of
+    counts ``y`` with mean mu = rho · lib, from ``log_rho`` = log_softmax of the logits.
+
+    Poisson: since rho sums to 1 over genes, sum_g mu = lib, so the loss is (sum lib − sum y · log mu)
+    / entries (the multinomial form): the same value and gradient without forming mu."""
+    log_lib = torch.log(lib.clamp_min(1e-8))[:, None]
     if likelihood == "poisson":
-        return (mu - y * torch.log(mu + 1e-8)).mean()
+        return (lib.sum() - (y * (log_rho + log_lib)).sum()) / y.numel()
+    mu = torch.exp(log_rho + log_lib)
     theta = torch.exp(log_theta).clamp(1e-4, 1e6)
     log_theta_mu = torch.log(theta + mu + 1e-8)
-    nll = (theta * (torch.log(theta + 1e-8) - log_theta_mu) + y * (torch.log(mu + 1e-8) - log_theta_mu)
+    nll = (theta * (torch.log(theta + 1e-8) - log_theta_mu) + y * (log_rho + log_lib - log_theta_mu)
            + torch.lgamma(y + theta) - torch.lgamma(theta))
     return -nll.mean()
 
@@ -273,13 +282,12 @@ class Batches:
 def make_loss(likelihood: str):
     def loss(module: nn.Module, batch) -> dict[str, Tensor]:
         s, m, y, lib = batch
-        rho = torch.softmax(module(s, m), dim=1)
-        mu = rho * lib[:, None]
-        nll = _nll(likelihood, y, mu, module.log_theta)
+        log_rho = torch.log_softmax(module(s, m), dim=1)
+        nll = _nll(likelihood, y, log_rho, lib, module.log_theta)
         out = {"loss": nll, f"{likelihood}_nll": nll}
         if likelihood != "poisson":
             with torch.no_grad():
-                out["poisson_nll"] = _nll("poisson", y, mu, module.log_theta)
+                out["poisson_nll"] = _nll("poisson", y, log_rho, lib, module.log_theta)
         return out
     return loss
 
@@ -379,8 +387,11 @@ def impute(adata, params, ctx) -> ImputeResult:
             own, target = own_rest, rest
         return Batches(own, neighbour_rest, target, batch_size, device, order=shuffle.permutation(n))
 
+    val_cells = np.sort(rng.choice(n, VALIDATION_MAX_CELLS, replace=False)) if n > VALIDATION_MAX_CELLS else None
+    info["validation_cells"] = n if val_cells is None else VALIDATION_MAX_CELLS
+
     def val_batches():
-        return Batches(own_rest, neighbour_rest, val, max(params["batch_size"], 1024), device)
+        return Batches(own_rest, neighbour_rest, val, max(params["batch_size"], 1024), device, order=val_cells)
 
     fingerprint = run_fingerprint(adata, NAME, params, ctx)
     config = train_config(ctx, NAME, fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],

@@ -125,20 +125,22 @@ def main(argv=None) -> int:
     parser.add_argument("--own", type=Path, nargs="+", required=True)
     parser.add_argument("--ablation", type=Path, nargs="*", default=[])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--intro", type=Path, default=None, help="markdown put after the title (the reading)")
     args = parser.parse_args(argv)
     own = load(args.own)
     peers = load(args.peers)
     peers = peers[~peers["method"].isin(set(own["method"]))]
     long = pd.concat([peers, own], ignore_index=True)
     datasets = sorted(set(own["sample"]))
+    intro = [args.intro.read_text().rstrip("\n"), ""] if args.intro else []
     if args.ablation:
         abl = load(args.ablation)
         variants = sorted(set(abl["method"]) - {OWN})
         long = pd.concat([long, abl[abl["method"].isin(variants)]], ignore_index=True)
         datasets = sorted(set(abl["sample"]))
-        lines = ["# graphMCV ablations", "", *ablation_tables(long, variants, datasets)]
+        lines = ["# graphMCV ablations", "", *intro, *ablation_tables(long, variants, datasets)]
     else:
-        lines = ["# graphMCV against every peer", "", *peer_tables(long, datasets), *time_table(long, datasets)]
+        lines = ["# graphMCV against every peer", "", *intro, *peer_tables(long, datasets), *time_table(long, datasets)]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

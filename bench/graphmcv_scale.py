@@ -8,7 +8,7 @@ are left out). ``--methods graphmcv`` alone for the 100,000-cell completion run.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python bench/graphmcv_scale.py --cells 10000 --out bench/results/graphmcv_scale_10k.json
     PYTHONPATH=src OMP_NUM_THREADS=1 python bench/graphmcv_scale.py --cells 100000 --methods graphmcv \\
-        --out bench/results/graphmcv_scale_100k.json
+        --param max_epochs=3 --out bench/results/graphmcv_scale_100k.json
 
 Writes a JSON record: machine, load, threads, and per method wall time (s), peak RSS (MB; sampled by
 graphimpute.monitor.PeakMemory, so numpy and scipy are included) and graphMCV's epochs.
@@ -48,9 +48,9 @@ def resample(source: ad.AnnData, n_cells: int, seed: int) -> ad.AnnData:
     return out
 
 
-def run(name: str, adata: ad.AnnData, seed: int) -> dict:
+def run(name: str, adata: ad.AnnData, seed: int, overrides: dict | None = None) -> dict:
     method = methods.get(name)
-    params = methods.resolve_params(method)
+    params = methods.resolve_params(method, overrides)
     with PeakMemory() as memory:
         t0 = time.perf_counter()
         result = method.impute(adata, params, RunContext(seed=seed, device="cpu", progress=False))
@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="magic,graphmcv")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--param", action="append", default=[], help="graphmcv KEY=VALUE (repeatable; recorded)")
     args = parser.parse_args(argv)
     names = methods.parse_methods(args.methods)
     source = ad.read_h5ad(args.data)
@@ -84,7 +85,10 @@ def main(argv=None) -> int:
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "date": time.strftime("%Y-%m-%d %H:%M"),
               "load_before": os.getloadavg(), "methods": {}}
     for name in names:
-        record["methods"][name] = run(name, adata, args.seed)
+        overrides = dict(p.split("=", 1) for p in args.param) if name == "graphmcv" else {}
+        record["methods"][name] = run(name, adata, args.seed, overrides)
+        if overrides:
+            record["methods"][name]["params"] = overrides
         print(name, record["methods"][name], flush=True)
     record["load_after"] = os.getloadavg()
     if "magic" in record["methods"] and "graphmcv" in record["methods"]:

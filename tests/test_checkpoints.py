@@ -157,7 +157,7 @@ def test_cli_resume_against_other_data_refuses_with_one_line(tmp_path, bundled_p
 ENGINE_METHODS = [n for n in methods.names() if methods.get(n).trains and n != "scvi"]
 FAST = {"scvgae": {"max_epochs": 2, "hidden": 16, "decoder_hidden": 32}, "graphsci": {"max_epochs": 2},
         "scgnn": {"max_epochs": 2}, "gnnimpute": {"max_epochs": 2, "hidden_dim": 16},
-        "dca": {"max_epochs": 2},
+        "dca": {"max_epochs": 2}, "graphmcv": {"max_epochs": 2, "hidden": 16, "latent": 8, "n_pcs": 10},
         "cnnimpute": {"max_epochs": 2, "n_targets": 32, "hidden": 32, "tsne_max_iter": 250,
                       "tsne_perplexity": 15.0}}
 

@@ -17,6 +17,7 @@ __all__ = ["GraphSpec", "ImputeResult", "Method", "Range", "RunContext", "availa
 # Module names under graphimpute.methods, in the order `graphimpute methods` lists them.
 _MODULES: tuple[str, ...] = (
     "scvgae", "graphsci", "cnnimpute", "scgnn", "gnnimpute",  # the five methods
+    "graphmcv",  # graphimpute's own
     "none", "gene_mean", "knn_average", "magic", "alra", "dca", "scvi",  # baselines
 )
 

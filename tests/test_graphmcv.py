@@ -1,0 +1,174 @@
+"""graphMCV (methods/graphmcv.py), the project's own method: its contract, its molecular split, its graph,
+its batching, its ablation switches and its parameter checks. Tiny epochs on small data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from graphimpute import methods
+from graphimpute.errors import GraphImputeError
+from graphimpute.methods import RunContext
+from graphimpute.methods._impl import graphmcv
+
+from conftest import synthetic_counts
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = {"max_epochs": 3, "hidden": 16, "latent": 8, "n_pcs": 10}
+
+
+def run(adata, seed=0, **overrides):
+    method = methods.get("graphmcv")
+    return method.impute(adata, methods.resolve_params(method, {**FAST, **overrides}), RunContext(seed=seed, progress=False))
+
+
+@pytest.fixture(scope="module")
+def small():
+    return synthetic_counts(n_cells=150, n_genes=60, seed=3)
+
+
+def test_output_is_expected_counts_on_the_input_scale(small):
+    before = small.X.copy()
+    result = run(small)
+    out = result.imputed
+    assert out.shape == small.shape and out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0
+    library = np.asarray(small.X.sum(axis=1)).ravel()
+    np.testing.assert_allclose(out.sum(axis=1), library, rtol=1e-4)  # rho sums to 1, times the library
+    assert (small.X != before).nnz == 0  # raw counts untouched
+    assert result.history["n_epochs"] == 3
+    assert 0.0 <= result.info["own_weight"] <= 1.0
+
+
+def test_same_seed_same_result_other_seed_differs(small):
+    a, b, c = run(small, seed=1), run(small, seed=1), run(small, seed=2)
+    np.testing.assert_array_equal(a.imputed, b.imputed)
+    assert not np.array_equal(a.imputed, c.imputed)
+
+
+def test_empty_cell_gets_zero(small):
+    x = small.X.toarray()
+    x[5] = 0
+    adata = small.copy()
+    adata.X = sp.csr_matrix(x)
+    out = run(adata).imputed
+    assert np.all(out[5] == 0)
+
+
+def test_thinning_splits_molecules_exactly():
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(3.0, (50, 40)).astype(np.float32))
+    part, rest = graphmcv.thin(counts, 0.3, rng)
+    assert (part + rest != counts).nnz == 0
+    assert part.data.min() >= 0 and rest.data.min() >= 0
+    assert abs(part.sum() / counts.sum() - 0.3) < 0.03
+
+
+def test_graph_is_built_from_the_non_held_back_molecules_only(small, monkeypatch):
+    """The graph builder gets ``rest`` (= X minus the held-back molecules), never X itself."""
+    seen = {}
+    real_thin, real_build = graphmcv.thin, graphmcv.build_graph
+
+    def spy_thin(counts, fraction, rng):
+        part, rest = real_thin(counts, fraction, rng)
+        seen.setdefault("val", part)  # the first call draws the validation split
+        seen.setdefault("rest", rest)
+        return part, rest
+
+    def spy_build(rest, **kwargs):
+        seen["graph_input"] = rest
+        return real_build(rest, **kwargs)
+
+    monkeypatch.setattr(graphmcv, "thin", spy_thin)
+    monkeypatch.setattr(graphmcv, "build_graph", spy_build)
+    run(small)
+    assert seen["val"].sum() > 0
+    assert (seen["graph_input"] != seen["rest"]).nnz == 0
+    assert (seen["graph_input"] + seen["val"] != sp.csr_matrix(small.X)).nnz == 0
+
+
+def test_neighbour_features_are_the_mean_over_graph_neighbours():
+    graph = sp.csr_matrix(np.array([[0, 1, 1], [1, 0, 0], [1, 0, 0]], dtype=np.float32))
+    values = sp.csr_matrix(np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]], dtype=np.float32))
+    one = graphmcv.propagate(graphmcv.mean_operator(graph), values, 1)
+    np.testing.assert_allclose(one, [[4.0, 3.0], [1.0, 0.0], [1.0, 0.0]])
+    two = graphmcv.propagate(graphmcv.mean_operator(graph), values, 2, chunk=2)  # chunks: same answer
+    np.testing.assert_allclose(two[:, 2:], [[1.0, 0.0], [4.0, 3.0], [4.0, 3.0]])
+
+
+def test_batched_and_full_batch_predictions_agree(small):
+    counts = graphmcv.integer_counts(small)
+    graph = graphmcv.build_graph(counts, n_neighbors=5, n_pcs=10, seed=0)
+    own = graphmcv.log_cp10k(counts)
+    neighbour = graphmcv.propagate(graphmcv.mean_operator(graph), own, 1)
+    torch.manual_seed(0)
+    module = graphmcv.GraphMCV(small.n_vars, hidden=16, latent=8, neighbour_inputs=1,
+                               log_profile=np.full(small.n_vars, -np.log(small.n_vars)))
+    device = torch.device("cpu")
+    full = graphmcv.predict_profiles(module, own, neighbour, batch_size=small.n_obs, device=device)
+    batched = graphmcv.predict_profiles(module, own, neighbour, batch_size=7, device=device)
+    np.testing.assert_allclose(batched, full, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(full.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_ablation_switches_change_the_model(small, monkeypatch):
+    built = []
+    real = graphmcv.build_graph
+    monkeypatch.setattr(graphmcv, "build_graph", lambda rest, **kw: built.append(1) or real(rest, **kw))
+    no_graph = run(small, graph=False)
+    assert not built and "graph_edges" not in no_graph.info
+    knn = run(small, architecture="knn_average")
+    assert built and 0 < knn.info["knn_gene_mean_weight"] < 1
+    reproduce = run(small, molecular_split=False, calibrate=False)
+    assert reproduce.info["own_weight"] == 0.0
+    default = run(small)
+    for other in (no_graph, knn, reproduce):
+        assert not np.allclose(other.imputed, default.imputed)
+    two_hops = run(small, hops=2)
+    assert two_hops.info["hops"] == 2 and not np.allclose(two_hops.imputed, default.imputed)
+
+
+def test_calibration_picks_the_weight_that_predicts_the_held_back_molecules():
+    rng = np.random.default_rng(0)
+    truth = rng.gamma(1.0, 1.0, (80, 30))
+    truth /= truth.sum(axis=1, keepdims=True)
+    observed = sp.csr_matrix(rng.poisson(truth * 2000).astype(np.float32))
+    val = sp.csr_matrix(rng.poisson(truth * 200).astype(np.float32))
+    flat = np.full(truth.shape, 1 / 30, np.float32)
+    weight, losses = graphmcv.calibrate_own_weight(flat, graphmcv.profiles(observed), val)
+    assert weight >= 0.8  # the observed profile is far better than a flat one here
+    weight, _ = graphmcv.calibrate_own_weight(truth.astype(np.float32), graphmcv.profiles(observed), val)
+    assert weight <= 0.2  # and adds little to the truth
+    assert len(losses) == graphmcv.CALIBRATION_GRID.size
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"likelihood": "zinb"}, "likelihood must be one of"),
+    ({"architecture": "gat"}, "architecture must be one of"),
+    ({"architecture": "knn_average", "graph": False}, "needs the graph"),
+])
+def test_bad_string_params_are_refused(small, override, message):
+    with pytest.raises(GraphImputeError, match=message):
+        run(small, **override)
+
+
+@pytest.mark.parametrize("override", [{"hops": 3}, {"split_fraction": 1.0}, {"validation_fraction": 0.0},
+                                      {"max_epochs": 0}, {"hidden": 0}])
+def test_bad_numeric_params_are_refused(override):
+    with pytest.raises(GraphImputeError, match="must be"):
+        methods.resolve_params(methods.get("graphmcv"), override)
+
+
+def test_non_integer_counts_are_refused(small):
+    adata = small.copy()
+    adata.X = adata.X * 0.5
+    with pytest.raises(GraphImputeError, match="non-integer"):
+        run(adata)
+
+
+def test_memory_guard_refuses_before_work(small):
+    with pytest.raises(GraphImputeError, match="max_memory_gb"):
+        run(small, max_memory_gb=0.01)

@@ -31,7 +31,7 @@ DEFAULTS = {
     "min_hidden": 0,  # a floor on D (0: none, the paper's G / 64)
     "n_neighbors": 5,  # the cell graph: PCA (n_pcs) of the masked input -> Euclidean kNN, both directions
     "n_pcs": 50,
-    "graph_log1p": False,  # PCA of log1p(masked input) instead of the masked input itself (the paper's)
+    "graph_log1p": True,  # PCA of log1p(masked input); False: of the masked input itself (the paper), see docs
     "dropout": 0.5,
     "max_hidden_fraction": 0.3,  # p = min(non-zero fraction, this)
     "val_fraction": 0.05,  # validation cells for early stopping (official code: 90/5/5)

@@ -90,6 +90,17 @@ class ImputeResult:
 ImputeFn = Callable[..., ImputeResult]  # impute(adata, params: dict, ctx: RunContext) -> ImputeResult
 
 
+def implemented_in(name: str) -> ImputeFn:
+    """The ``impute`` of ``graphimpute.methods._impl.<name>``, imported only when called: a registry
+    entry stays free of torch, so listing methods and checking parameters stay cheap."""
+
+    def impute(adata, params, ctx) -> ImputeResult:
+        return importlib.import_module(f"graphimpute.methods._impl.{name}").impute(adata, params, ctx)
+
+    impute.__qualname__ = f"implemented_in({name!r})"
+    return impute
+
+
 @dataclass(frozen=True)
 class Method:
     """A registry entry. ``impute(adata, params, ctx)`` reads raw counts from ``adata.X`` (never

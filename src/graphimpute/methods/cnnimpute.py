@@ -27,18 +27,12 @@ listing methods and checking parameters stay cheap.
 
 from __future__ import annotations
 
-from graphimpute.methods._base import COUNT, FRACTION, POSITIVE, RATE, UNIT, ImputeResult, Method, Range
-
-
-def impute(adata, params, ctx) -> ImputeResult:
-    from graphimpute.methods._impl.cnnimpute import impute as run
-
-    return run(adata, params, ctx)
+from graphimpute.methods._base import COUNT, FRACTION, POSITIVE, RATE, UNIT, Method, Range, implemented_in
 
 
 METHOD = Method(
     name="cnnimpute",
-    impute=impute,
+    impute=implemented_in("cnnimpute"),
     summary="dropout probability (gamma-normal EM per cell cluster) + 1D CNN per block of 512 genes",
     citation="Zhang W, Huckaby B, Talburt J, Weissman S, Yang MQ. cnnImpute: missing value recovery for "
              "single cell RNA sequencing data. Sci Rep 14, 3946 (2024). doi:10.1038/s41598-024-53998-x",

@@ -18,18 +18,12 @@ listing methods and checking parameters stay cheap.
 
 from __future__ import annotations
 
-from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method, Range
-
-
-def impute(adata, params, ctx) -> ImputeResult:
-    from graphimpute.methods._impl.dca import impute as run
-
-    return run(adata, params, ctx)
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, Method, Range, implemented_in
 
 
 METHOD = Method(
     name="dca",
-    impute=impute,
+    impute=implemented_in("dca"),
     summary="DCA-style ZINB autoencoder 64-32-64 on size-factor-normalised log counts",
     citation="Eraslan G, Simon LM, Mircea M, Mueller NS, Theis FJ. Single-cell RNA-seq denoising using a deep "
              "count autoencoder. Nat Commun 10:390 (2019)",

@@ -26,7 +26,7 @@ listing methods and checking parameters stay cheap.
 
 from __future__ import annotations
 
-from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method
+from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, Method, implemented_in
 
 
 DEFAULTS = {
@@ -56,15 +56,9 @@ RANGES = {
 }
 
 
-def impute(adata, params, ctx) -> ImputeResult:
-    from graphimpute.methods._impl.gnnimpute import impute as run
-
-    return run(adata, params, ctx)
-
-
 METHOD = Method(
     name="gnnimpute",
-    impute=impute,
+    impute=implemented_in("gnnimpute"),
     summary="graph attention autoencoder on a PCA-kNN cell graph, trained to reconstruct masked input",
     citation="Xu C, Cai L, Gao J. An efficient scRNA-seq dropout imputation method using graph attention "
              "network. BMC Bioinformatics 22, 582 (2021)",

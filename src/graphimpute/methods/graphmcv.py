@@ -46,7 +46,7 @@ is imported only when the method runs (it needs torch).
 
 from __future__ import annotations
 
-from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, ImputeResult, Method, Range
+from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Method, Range, implemented_in
 
 NAME = "graphmcv"
 
@@ -79,15 +79,9 @@ RANGES = {
 
 
 
-def impute(adata, params, ctx) -> ImputeResult:
-    from graphimpute.methods._impl.graphmcv import impute as run
-
-    return run(adata, params, ctx)
-
-
 METHOD = Method(
     name=NAME,
-    impute=impute,
+    impute=implemented_in("graphmcv"),
     summary="graphimpute's own: cell-graph network trained by molecular cross-validation (predicts held-out molecules)",
     citation="graphimpute (this project); training objective after Batson J, Royer L, Webber J. Molecular "
              "cross-validation for single-cell RNA-seq. bioRxiv 786269 (2019)",

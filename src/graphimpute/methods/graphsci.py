@@ -28,7 +28,7 @@ listing methods and checking parameters stay cheap.
 
 from __future__ import annotations
 
-from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, UNIT, GraphSpec, ImputeResult, Method, Range
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, UNIT, GraphSpec, Method, Range, implemented_in
 from graphimpute.graphs import PEARSON_MAX_GENES
 
 
@@ -68,15 +68,9 @@ RANGES = {
 }
 
 
-def impute(adata, params, ctx) -> ImputeResult:
-    from graphimpute.methods._impl.graphsci import impute as run
-
-    return run(adata, params, ctx)
-
-
 METHOD = Method(
     name="graphsci",
-    impute=impute,
+    impute=implemented_in("graphsci"),
     summary="gene-graph VAE + ZINB autoencoder whose first layer is weighted by the learned gene graph",
     citation="Rao J, Zhou X, Lu Y, Zhao H, Yang Y. Imputing single-cell RNA-seq data by combining graph "
              "convolution and autoencoder neural networks. iScience 24:102393 (2021)",

@@ -22,7 +22,7 @@ listing methods and checking parameters stay cheap.
 
 from __future__ import annotations
 
-from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, ImputeResult, Method
+from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, Method, implemented_in
 
 
 DEFAULTS = {
@@ -51,15 +51,9 @@ RANGES = {
 }
 
 
-def impute(adata, params, ctx) -> ImputeResult:
-    from graphimpute.methods._impl.scgnn import impute as run
-
-    return run(adata, params, ctx)
-
-
 METHOD = Method(
     name="scgnn",
-    impute=impute,
+    impute=implemented_in("scgnn"),
     summary="bottlenecked two-layer GCN on a PCA-kNN cell graph, trained on hidden non-zeros",
     citation="Huang K, Xiao C, Glass L, Sun J. SCGNN: scRNA-seq Dropout Imputation via Induced "
              "Hierarchical Cell Similarity Graph. arXiv:2008.03322 (2020)",

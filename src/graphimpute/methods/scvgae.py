@@ -20,7 +20,7 @@ listing methods and checking parameters stay cheap.
 
 from __future__ import annotations
 
-from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, UNIT, GraphSpec, ImputeResult, Method
+from graphimpute.methods._base import COUNT, NON_NEGATIVE, POSITIVE, RATE, UNIT, GraphSpec, Method, implemented_in
 
 
 GRAPH_KEY = "scvgae_percentile"
@@ -53,15 +53,9 @@ RANGES = {
 }
 
 
-def impute(adata, params, ctx) -> ImputeResult:
-    from graphimpute.methods._impl.scvgae import impute as run
-
-    return run(adata, params, ctx)
-
-
 METHOD = Method(
     name="scvgae",
-    impute=impute,
+    impute=implemented_in("scvgae"),
     summary="ZINB graph autoencoder on a linear-kernel cell graph (GCN encoder, ZINB heads, BatchNorm skip)",
     citation="Inoue Y. scVGAE: A Novel Approach using ZINB-Based Variational Graph Autoencoder for "
              "Single-Cell RNA-Seq Imputation (2024); code: github.com/inoue0426/scVGAE",

@@ -37,7 +37,7 @@ def main() -> None:
     with PeakMemory(interval=0.01) as memory:
         result = method.impute(adata, params, RunContext(progress=False, device="cpu"))
     print(json.dumps({"cells": n, "genes": g, "adjacency_loss": result.info["adjacency_loss"],
-                      "growth_mb": round(memory.peak_mb - before), "estimate_mb": result.info["memory_estimate_mb"],
+                      "growth_mb": round(memory.peak_mb - before), "estimate_mb": round(result.info["memory_estimate_gb"] * 1024, 1),
                       "epoch_s": [round(e["time_s"], 1) for e in result.history["epochs"]]}))
 
 

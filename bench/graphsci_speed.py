@@ -72,7 +72,7 @@ def main() -> None:
         "train_s": round(result.history["wall_time_s"], 1),
         "median_epoch_s": round(float(np.median([e["time_s"] for e in epochs[1:] or epochs])), 3),
         "rss_before_mb": round(rss_before), "peak_rss_mb": round(memory.peak_mb),
-        "estimate_mb": result.info["memory_estimate_mb"],
+        "estimate_mb": round(result.info["memory_estimate_gb"] * 1024, 1),
         "final": {k: round(v, 4) for k, v in epochs[-1].items() if k.startswith("train_")},
         "learned_graph": result.info["learned_graph"], "gene_graph_edges": result.info["gene_graph_edges"],
         "load_before": [round(x, 2) for x in load_before],

@@ -165,7 +165,7 @@ def test_refuses_too_many_genes_and_unknown_activation():
 
 def test_memory_estimate_is_quadratic_in_genes_and_linear_in_batch():
     def estimate(genes, batch, dense=True):
-        return graphsci.estimate_memory_mb(n_cells=batch, n_genes=genes, batch_size=batch, dense_adjacency=dense)
+        return graphsci.estimate_memory_gb(n_cells=batch, n_genes=genes, batch_size=batch, dense_adjacency=dense)
 
     base = estimate(0, 0)
     assert (estimate(4000, 1) - base) / (estimate(2000, 1) - base) == pytest.approx(4, rel=0.01)
@@ -175,13 +175,36 @@ def test_memory_estimate_is_quadratic_in_genes_and_linear_in_batch():
 
 def test_memory_refusal_names_a_batch_size_that_then_fits(monkeypatch):
     adata = simulated()
-    full = graphsci.estimate_memory_mb(n_cells=150, n_genes=30, batch_size=150, dense_adjacency=True)
-    small = graphsci.estimate_memory_mb(n_cells=150, n_genes=30, batch_size=16, dense_adjacency=True)
+    full = graphsci.estimate_memory_gb(n_cells=150, n_genes=30, batch_size=150, dense_adjacency=True)
+    small = graphsci.estimate_memory_gb(n_cells=150, n_genes=30, batch_size=16, dense_adjacency=True)
     assert small < full
-    monkeypatch.setattr(monitor, "available_mb", lambda device=None: (small + full) / 2)
+    monkeypatch.setattr(monitor, "available_mb", lambda device=None: (small + full) / 2 * 1024)
     with pytest.raises(ResourceError, match="batch_size"):
         run(adata, max_epochs=1)
     assert run(adata, max_epochs=1, batch_size=16).imputed.shape == adata.shape
+
+
+def test_cells_in_one_step_up_to_a_size_then_in_batches(monkeypatch):
+    params = methods.resolve_params(methods.get("graphsci"))
+    assert graphsci.cell_batch_size(10_000, params) == 10_000  # the official code's one step per epoch
+    assert graphsci.cell_batch_size(100_000, params) == graphsci.AUTO_BATCH_SIZE
+    assert graphsci.cell_batch_size(100_000, {**params, "batch_size": 500}) == 500
+    # so the estimate at 100k cells grows with the data only, not with a 100k-cell step
+    full = graphsci.estimate_memory_gb(n_cells=100_000, n_genes=2000, batch_size=100_000, dense_adjacency=True)
+    auto = graphsci.estimate_memory_gb(n_cells=100_000, n_genes=2000, batch_size=graphsci.AUTO_BATCH_SIZE,
+                                       dense_adjacency=True)
+    assert full > 16 > auto  # the default max_memory_gb refuses the one and runs the other
+    assert run(simulated(), max_epochs=2).info["training"] == "full batch"  # 150 cells
+    monkeypatch.setattr(graphsci, "AUTO_BATCH_SIZE", 64)
+    result = run(simulated(), max_epochs=2, full_batch_max_cells=100)
+    assert result.info["training"] == "mini-batch: 3 steps of 64 cells per epoch"
+    assert result.info["batch_size"] == 64
+    assert result.info["memory_estimate_gb"] > 0
+
+
+def test_refuses_above_max_memory_gb_before_training():
+    with pytest.raises(ResourceError, match="max_memory_gb"):
+        run(simulated(), max_epochs=1, max_memory_gb=0.01)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")

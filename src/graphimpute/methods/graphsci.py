@@ -49,7 +49,11 @@ DEFAULTS = {
     "dropout": 0.2,  # paper; applied to the inputs of the GCN layers, as the official code does
     "gcn_activation": "tanh",  # official code; the paper's eq. 3 says relu (diverges, docs/methods.md)
     "weight_decay": 1e-3,  # paper: L2 coefficient
-    "batch_size": 0,  # cells per step; 0 = all cells in one step (official code, its flag is unused)
+    # cells per step; 0 = automatic: all cells in one step (official code, its batch flag is unused) up
+    # to full_batch_max_cells, above it steps of AUTO_BATCH_SIZE cells, so that memory grows linearly
+    "batch_size": 0,
+    "full_batch_max_cells": 10_000,  # this project
+    "max_memory_gb": 16.0,  # GiB: refuse before training above this estimate (this project)
     # this project: refuse above (genes x genes weights and adjacency). The same number as the gene
     # graph's own limit, which the graph step applies: a larger value only helps with a gene graph
     # supplied in varp['gene_pearson'] by other means
@@ -63,7 +67,7 @@ DEFAULTS = {
 RANGES = {
     "max_epochs": COUNT, "lr": POSITIVE, "lr_decay": Range(0, 1, low_open=True), "lr_decay_steps": COUNT,
     "hidden": COUNT, "latent": COUNT, "dropout": RATE, "weight_decay": NON_NEGATIVE,
-    "batch_size": NON_NEGATIVE, "max_genes": COUNT, "dense_adjacency_max_genes": NON_NEGATIVE,
+    "batch_size": NON_NEGATIVE, "full_batch_max_cells": COUNT, "max_memory_gb": POSITIVE, "max_genes": COUNT, "dense_adjacency_max_genes": NON_NEGATIVE,
     "learned_graph_threshold": UNIT, "learned_graph_top_k": NON_NEGATIVE,
 }
 

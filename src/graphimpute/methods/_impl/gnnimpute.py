@@ -79,9 +79,9 @@ def impute(adata, params, ctx) -> ImputeResult:
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
     n_edges = 2 * adata.n_obs * params["n_neighbors"]  # a symmetrised kNN graph has at most this many
-    require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, n_edges, hidden_dim=params["hidden_dim"],
-                                      latent_dim=params["latent_dim"], heads=params["heads"]),
-                   limit_gb=params["max_memory_gb"], device=device, what=f"gnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
+    need = estimate_memory_gb(adata.n_obs, adata.n_vars, n_edges, hidden_dim=params["hidden_dim"],
+                              latent_dim=params["latent_dim"], heads=params["heads"])
+    require_memory(need, limit_gb=params["max_memory_gb"], device=device, what=f"gnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
                    advice="use fewer genes (--n-top-genes) or cells, a smaller hidden_dim, or raise max_memory_gb")
 
     # 1. median-library scaling and log1p; 2. 10% of each gene's non-zeros hidden from the input
@@ -126,6 +126,7 @@ def impute(adata, params, ctx) -> ImputeResult:
         "n_val_cells": int(val_cells.size), "median_library": float(np.median(counts.sum(axis=1))),
         "graph": graph_record,
         "qc": "cell/gene filters of the paper are the pipeline's QC step (not repeated)",
+        "memory_estimate_gb": round(need, 3),
     }
     log.info("gnnimpute: best epoch %s of %d", history.best_epoch, history.n_epochs)
     return ImputeResult(imputed=imputed.astype(np.float32, copy=False), history=history.to_dict(), info=info)

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 MEAN_RANGE = (1e-5, 1e6)
 DISPERSION_RANGE = (1e-4, 1e4)
 MAX_LOGVAR = 20.0
+# cells per step above full_batch_max_cells (batch_size 0): ~0.6 GiB of step activations at 2,000 genes
+AUTO_BATCH_SIZE = 4096
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu}
 
 
@@ -134,15 +136,26 @@ def loss(module: GraphSCIModule, cells: Tensor | None, data: _Data) -> dict[str,
     return {"loss": zinb + adjacency + kl, "zinb": zinb, "adjacency": adjacency, "kl": kl}
 
 
-def estimate_memory_mb(*, n_cells: int, n_genes: int, batch_size: int, dense_adjacency: bool) -> float:
-    """Peak memory of training, in MB: genes x genes tensors (W with its gradient and Adam moments,
-    ZZᵀ, Â, W ⊙ Â and their gradients; the dense BCE's labels and terms), cells x genes tensors of
-    one step (layer outputs, ZINB terms and gradients) and the data, plus 600 MB of margin.
-    Coefficients checked against the measured growth of the process (bench/results/graphsci.md)."""
+def estimate_memory_gb(*, n_cells: int, n_genes: int, batch_size: int, dense_adjacency: bool) -> float:
+    """Peak memory of training in GiB (2^30 bytes, the unit of ``max_memory_gb``): genes x genes
+    tensors (W with its gradient and Adam moments, ZZᵀ, Â, W ⊙ Â and their gradients; the dense BCE's
+    labels and terms), cells x genes tensors of one step (layer outputs, ZINB terms and gradients) and
+    the data, plus 600 MB of margin. Coefficients checked against the measured growth of the process
+    (bench/results/graphsci.md)."""
     genes_sq = (14 + (2 if dense_adjacency else 0)) * n_genes**2
     per_step = 20 * batch_size * n_genes
     data = 4 * n_cells * n_genes
-    return (genes_sq + per_step + data) * 4 / 2**20 + 600
+    return ((genes_sq + per_step + data) * 4 / 2**20 + 600) / 1024
+
+
+def cell_batch_size(n_cells: int, params: dict) -> int:
+    """Cells per optimiser step: ``batch_size`` when given; else all cells (the official code's one
+    full-batch step per epoch) up to ``full_batch_max_cells``, and steps of ``AUTO_BATCH_SIZE`` above,
+    where a full-batch step's cells x genes activations would grow with the sample (20 floats per
+    entry: 16 GB at 100,000 x 2,000)."""
+    if params["batch_size"] > 0:
+        return min(params["batch_size"], n_cells)
+    return n_cells if n_cells <= params["full_batch_max_cells"] else AUTO_BATCH_SIZE
 
 
 def size_factors(adata: AnnData) -> tuple[np.ndarray, str]:
@@ -204,12 +217,13 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
         raise GraphImputeError(f"gcn_activation must be one of {', '.join(ACTIVATIONS)}, "
                                f"not {params['gcn_activation']!r}")
     device = train.resolve_device(ctx.device)
-    batch_size = params["batch_size"] if 0 < params["batch_size"] < n else n
+    batch_size = cell_batch_size(n, params)
     dense = g <= params["dense_adjacency_max_genes"]
-    need = estimate_memory_mb(n_cells=n, n_genes=g, batch_size=batch_size, dense_adjacency=dense)
-    monitor.require_memory(need / 1024, device=device, what=f"GraphSCI on {n} cells x {g} genes",
+    need = estimate_memory_gb(n_cells=n, n_genes=g, batch_size=batch_size, dense_adjacency=dense)
+    monitor.require_memory(need, limit_gb=params["max_memory_gb"], device=device,
+                           what=f"GraphSCI on {n} cells x {g} genes in steps of {batch_size} cells",
                            advice="lower the gene count with --n-top-genes, train on fewer cells at a time "
-                                  "with --param batch_size=N, or use a machine with more memory")
+                                  "with --param batch_size=N, or raise max_memory_gb if the memory is there")
 
     train.seed_everything(ctx.seed)
     size_factor, size_factor_source = size_factors(adata)
@@ -238,7 +252,8 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
         "gene_graph_edges": int(graph.nnz),
         "adjacency_loss": "dense" if dense else "sampled non-edges",
         "batch_size": int(batch_size),
-        "memory_estimate_mb": round(need, 1),
+        "training": "full batch" if batch_size >= n else f"mini-batch: {-(-n // batch_size)} steps of {batch_size} cells per epoch",
+        "memory_estimate_gb": round(need, 3),
         "learned_graph": {"key": LEARNED_GRAPH_KEY, "n_edges": int(learned.nnz),
                           "threshold": params["learned_graph_threshold"],
                           "top_k": params["learned_graph_top_k"],

@@ -90,8 +90,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         raise GraphImputeError(f"scgnn: {n_kept} gene(s) pass the filter variance/(1+mean) > "
                                f"{params['min_dispersion']}; lower min_dispersion")
     n_edges = 2 * adata.n_obs * params["n_neighbors"]  # a symmetrised kNN graph has at most this many
-    require_memory(estimate_memory_gb(adata.n_obs, adata.n_vars, n_kept, n_hidden, n_edges),
-                   limit_gb=params["max_memory_gb"], device=device, what=f"scgnn on {adata.n_obs} cells x {n_kept} genes",
+    need = estimate_memory_gb(adata.n_obs, adata.n_vars, n_kept, n_hidden, n_edges)
+    require_memory(need, limit_gb=params["max_memory_gb"], device=device, what=f"scgnn on {adata.n_obs} cells x {n_kept} genes",
                    advice="use fewer genes (--n-top-genes) or cells, or raise max_memory_gb")
     counts = dense_counts(adata)
     kept = np.ascontiguousarray(counts[:, keep])
@@ -148,7 +148,7 @@ def impute(adata, params, ctx) -> ImputeResult:
         "gene_filter": f"variance/(1+mean) > {params['min_dispersion']} on raw counts",
         "hidden_dim": n_hidden, "hidden_fraction": float(fraction), "n_hidden_entries": int(rows.size),
         "n_val_cells": int(is_val.sum()), "median_library": float(np.median(kept.sum(axis=1))),
-        "graph": graph_record,
+        "graph": graph_record, "memory_estimate_gb": round(need, 3),
     }
     log.info("scgnn: %d genes imputed, %d left as observed; best epoch %s of %d",
              n_kept, adata.n_vars - n_kept, history.best_epoch, history.n_epochs)

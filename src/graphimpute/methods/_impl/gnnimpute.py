@@ -126,7 +126,7 @@ def impute(adata, params, ctx) -> ImputeResult:
         "n_val_cells": int(val_cells.size), "median_library": float(np.median(counts.sum(axis=1))),
         "graph": graph_record,
         "qc": "cell/gene filters of the paper are the pipeline's QC step (not repeated)",
-        "memory_estimate_gb": round(need, 3),
+        "memory_estimate_gb": round(need, 6),
     }
     log.info("gnnimpute: best epoch %s of %d", history.best_epoch, history.n_epochs)
     return ImputeResult(imputed=imputed.astype(np.float32, copy=False), history=history.to_dict(), info=info)

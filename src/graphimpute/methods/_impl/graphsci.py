@@ -253,7 +253,7 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
         "adjacency_loss": "dense" if dense else "sampled non-edges",
         "batch_size": int(batch_size),
         "training": "full batch" if batch_size >= n else f"mini-batch: {-(-n // batch_size)} steps of {batch_size} cells per epoch",
-        "memory_estimate_gb": round(need, 3),
+        "memory_estimate_gb": round(need, 6),
         "learned_graph": {"key": LEARNED_GRAPH_KEY, "n_edges": int(learned.nnz),
                           "threshold": params["learned_graph_threshold"],
                           "top_k": params["learned_graph_top_k"],

@@ -148,7 +148,7 @@ def impute(adata, params, ctx) -> ImputeResult:
         "gene_filter": f"variance/(1+mean) > {params['min_dispersion']} on raw counts",
         "hidden_dim": n_hidden, "hidden_fraction": float(fraction), "n_hidden_entries": int(rows.size),
         "n_val_cells": int(is_val.sum()), "median_library": float(np.median(kept.sum(axis=1))),
-        "graph": graph_record, "memory_estimate_gb": round(need, 3),
+        "graph": graph_record, "memory_estimate_gb": round(need, 6),
     }
     log.info("scgnn: %d genes imputed, %d left as observed; best epoch %s of %d",
              n_kept, adata.n_vars - n_kept, history.best_epoch, history.n_epochs)

@@ -272,3 +272,44 @@ def test_scgnn_graph_log1p_builds_the_graph_from_log_values(prepared, monkeypatc
     logged = run(prepared, "scgnn", graph_log1p=True)
     np.testing.assert_allclose(seen[1], np.log1p(seen[0]), rtol=1e-6)  # the same masked input, logged
     assert (plain.info["graph"]["log1p"], logged.info["graph"]["log1p"]) == (False, True)
+
+
+def test_gnnimpute_group_inference_is_the_full_graph_forward():
+    """Mini-batch inference runs each layer group by group with the groups' in-neighbours: every
+    cell's output must be the whole graph's (up to float summation order)."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((300, 40), dtype=np.float32))
+    graph = sp.random(300, 300, density=0.02, random_state=0, format="csr")
+    graph = ((graph + graph.T) > 0).astype(np.float32)
+    graph.setdiag(0)
+    graph.eliminate_zeros()
+    edge_index = torch.from_numpy(np.vstack(graph.nonzero()).astype(np.int64))
+    module = gnnimpute.GNNImpute(40, hidden_dim=16, latent_dim=8, heads=3, attention_dropout=0.6, dropout=0.5)
+    module.train()
+    module(x, edge_index).sum().backward()  # some batch-norm statistics, so that eval is not the identity
+    module.eval()
+    parts = gnnimpute.cell_parts(rng.normal(size=(300, 5)), 7, seed=0)
+    groups = gnnimpute.step_groups(parts, 2, None)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(300))
+    with torch.no_grad():
+        full = module(x, edge_index)
+    np.testing.assert_allclose(module.infer_in_groups(x, edge_index, groups).numpy(), full.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_gnnimpute_trains_on_cell_groups_above_a_size(prepared):
+    full = run(prepared, "gnnimpute", max_epochs=3)
+    assert full.info["training"] == "full graph"
+    small = run(prepared, "gnnimpute", max_epochs=3, full_batch_max_cells=0, step_cells=64)
+    assert small.info["training"].startswith("mini-batch: ") and "k-means parts" in small.info["training"]
+    assert small.imputed.shape == prepared.shape and np.isfinite(small.imputed).all() and (small.imputed >= 0).all()
+    assert len(small.history["epochs"]) == 3 and small.history["epochs"][0]["val_loss"] > 0
+    again = run(prepared, "gnnimpute", max_epochs=3, full_batch_max_cells=0, step_cells=64)
+    np.testing.assert_array_equal(small.imputed, again.imputed)  # the same seed, the same groups and output
+    # the estimate of a 100,000-cell run: refused on the whole graph, within the default limit in steps
+    params = methods.resolve_params(methods.get("gnnimpute"))
+    sizes = dict(hidden_dim=params["hidden_dim"], latent_dim=params["latent_dim"], heads=params["heads"])
+    whole = gnnimpute.estimate_memory_gb(100_000, 2000, 1_000_000, **sizes)
+    steps = gnnimpute.estimate_memory_gb(100_000, 2000, 1_000_000, **sizes, step_cells=2 * params["step_cells"])
+    assert whole > params["max_memory_gb"] > steps
+    assert gnnimpute.estimate_memory_gb(200_000, 2000, 2_000_000, **sizes, step_cells=8192) < 2.1 * steps

@@ -39,22 +39,32 @@ def cell_graph(adata, spec: GraphSpec, method: str) -> sp.csr_matrix:
     return graph
 
 
-def own_knn_graph(values: np.ndarray, *, n_neighbors: int, n_pcs: int, seed: int) -> tuple[sp.csr_matrix, dict]:
+def own_pcs(values: np.ndarray, *, n_pcs: int, seed: int) -> np.ndarray:
+    """The first ``n_pcs`` principal components (float32) of ``values``: centred, not scaled per gene
+    (sklearn's PCA, as SCGNN's and GNNImpute's official codes)."""
+    from sklearn.decomposition import PCA
+
+    n_comps = int(min(n_pcs, values.shape[0] - 1, values.shape[1] - 1))
+    return PCA(n_components=n_comps, svd_solver="randomized", random_state=seed).fit_transform(values).astype(np.float32)
+
+
+def own_knn_graph(values: np.ndarray, *, n_neighbors: int, n_pcs: int, seed: int,
+                  pcs: np.ndarray | None = None) -> tuple[sp.csr_matrix, dict]:
     """A symmetrised Euclidean kNN cell graph on the first ``n_pcs`` principal components of
     ``values``, and its parameters for the provenance.
 
     For methods whose papers build their graph from their own masked training input (SCGNN,
     GNNImpute): the graph then carries nothing of the entries the method hides from itself, so early
     stopping on them stays honest. PCA is centred, not scaled per gene (sklearn's PCA, as both
-    official codes); the kNN search is graphs.knn_graph's."""
+    official codes); the kNN search is graphs.knn_graph's. ``pcs``: ``own_pcs(values)`` when the caller
+    already has them."""
     from anndata import AnnData
-    from sklearn.decomposition import PCA
 
     from graphimpute import graphs
 
-    n_comps = int(min(n_pcs, values.shape[0] - 1, values.shape[1] - 1))
-    pcs = PCA(n_components=n_comps, svd_solver="randomized", random_state=seed).fit_transform(values)
-    holder = AnnData(obsm={"X_own": pcs.astype(np.float32)}, shape=(values.shape[0], 0))
+    pcs = own_pcs(values, n_pcs=n_pcs, seed=seed) if pcs is None else pcs
+    n_comps = pcs.shape[1]
+    holder = AnnData(obsm={"X_own": pcs}, shape=(values.shape[0], 0))
     graphs.knn_graph(holder, n_neighbors=n_neighbors, n_pcs=n_comps, use_rep="X_own", symmetrise=True,
                      key_added="own", seed=seed)
     record = {"built_from": "the method's masked training input", "kind": "knn", "n_pcs": n_comps,

@@ -45,6 +45,10 @@ DEFAULTS = {
     "n_pcs": 50,
     "patience": 200,
     "max_memory_gb": 16.0,  # GiB: refuse before training above this estimate
+    # this project: the paper's full-graph steps up to this many cells; above it, steps of about
+    # step_cells cells (groups of k-means parts with the edges among them), so memory grows linearly
+    "full_batch_max_cells": 10_000,
+    "step_cells": 4096,
 }
 
 
@@ -52,7 +56,7 @@ RANGES = {
     "hidden_dim": COUNT, "latent_dim": COUNT, "heads": COUNT, "attention_dropout": RATE, "dropout": RATE,
     "mask_fraction": FRACTION, "train_fraction": FRACTION, "val_fraction": FRACTION, "lr": POSITIVE,
     "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT, "max_memory_gb": POSITIVE,
-    "n_neighbors": COUNT, "n_pcs": COUNT,
+    "n_neighbors": COUNT, "n_pcs": COUNT, "full_batch_max_cells": NON_NEGATIVE, "step_cells": COUNT,
 }
 
 

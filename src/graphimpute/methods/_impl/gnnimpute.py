@@ -15,10 +15,15 @@ from torch import Tensor, nn
 
 from graphimpute import graphs, normalise, train
 from graphimpute.methods._base import ImputeResult
-from graphimpute.methods._common import dense_counts, no_depth, own_knn_graph, run_fingerprint, split_cells, train_config
+from graphimpute.methods._common import (dense_counts, no_depth, own_knn_graph, own_pcs, run_fingerprint, split_cells,
+                                         train_config)
 from graphimpute.monitor import require_memory
 
 log = logging.getLogger(__name__)
+
+# mini-batch training (above full_batch_max_cells): k-means parts of about step_cells / PARTS_PER_STEP
+# cells, PARTS_PER_STEP of them per step
+PARTS_PER_STEP = 4
 
 
 class GNNImpute(nn.Module):
@@ -42,6 +47,32 @@ class GNNImpute(nn.Module):
         z = self.dropout(F.relu(self.norm2(self.conv2(h, edge_index))))
         return self.decoder(z)
 
+    @torch.no_grad()
+    def infer_in_groups(self, x: Tensor, edge_index: Tensor, groups: list[np.ndarray]) -> Tensor:
+        """The eval-mode forward pass over the whole graph, layer by layer, for one group of cells at a
+        time: each group with its in-neighbours and the edges into it, so every cell's output is
+        exactly the full graph's. GATConv builds one message per edge and head (E x heads x hidden
+        floats: 7 GB for a 5-NN graph of 100,000 cells), which the whole graph at once would need."""
+        from torch_geometric.utils import subgraph
+
+        n = x.shape[0]
+
+        def layer(conv, norm, h):
+            out = torch.empty(n, conv.out_channels, device=h.device)
+            for group in groups:
+                cells = torch.from_numpy(group).to(h.device)
+                into = torch.zeros(n, dtype=torch.bool, device=h.device)
+                into[cells] = True
+                incoming = edge_index[:, into[edge_index[1]]]
+                nodes = torch.unique(torch.cat([cells, incoming[0]]))
+                local, _ = subgraph(nodes, incoming, relabel_nodes=True, num_nodes=n)
+                out[cells] = F.relu(norm(conv(h[nodes], local)[torch.searchsorted(nodes, cells)]))
+            return out
+
+        z = layer(self.conv2, self.norm2, layer(self.conv1, self.norm1, x))
+        return torch.cat([self.decoder(z[torch.from_numpy(g).to(z.device)]) for g in groups])[
+            torch.from_numpy(np.argsort(np.concatenate(groups), kind="stable")).to(z.device)]
+
 
 def mask_per_gene(values: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of floor(fraction x n) of each gene's n non-zeros, chosen uniformly."""
@@ -58,17 +89,49 @@ def mask_per_gene(values: np.ndarray, fraction: float, rng: np.random.Generator)
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 
+def cell_parts(pcs: np.ndarray, n_parts: int, seed: int) -> np.ndarray:
+    """A part label per cell: k-means (seeded) on the principal components the cell graph is built
+    from, so that most kNN edges join cells of one part (Cluster-GCN's idea; METIS is not available
+    without compiled extras)."""
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_parts, n_init=1, random_state=seed).fit_predict(pcs).astype(np.int64)
+
+
+def step_groups(labels: np.ndarray, parts_per_step: int, generator: torch.Generator | None) -> list[np.ndarray]:
+    """Cells of each step: the parts in random order (fixed order without ``generator``), taken
+    ``parts_per_step`` at a time, so that a step joins parts anew each epoch (edges between the
+    parts of one step are kept: Cluster-GCN's stochastic multiple partitions)."""
+    n_parts = int(labels.max()) + 1
+    order = torch.randperm(n_parts, generator=generator).numpy() if generator is not None else np.arange(n_parts)
+    members = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[members], np.arange(n_parts + 1))
+    groups = []
+    for first in range(0, n_parts, parts_per_step):
+        chosen = order[first:first + parts_per_step]
+        groups.append(np.sort(np.concatenate([members[bounds[p]:bounds[p + 1]] for p in chosen])))
+    return groups
+
+
 def estimate_memory_gb(n_cells: int, n_genes: int, n_edges: int, *, hidden_dim: int, latent_dim: int,
-                       heads: int) -> float:
+                       heads: int, step_cells: int | None = None) -> float:
     """Peak memory of one run in GiB (2^30 bytes, the unit of ``max_memory_gb``): ~10 dense cells x genes float32 copies (counts, log input, masked input,
     output, its gradient and ReLU mask, validation and final passes, the result); per-edge attention
     messages of both GAT layers kept for the backward pass (edges include one self-loop per cell);
     per-cell hidden activations; the weights with gradient, two Adam moments and a best-weights copy;
     and ~0.3 GiB for the libraries."""
-    edges = n_edges + n_cells
-    dense = 10 * n_cells * n_genes
-    messages = 4 * edges * heads * (hidden_dim + latent_dim)
-    nodes = 8 * n_cells * (heads * hidden_dim + 2 * hidden_dim + heads * latent_dim)
+    if step_cells is not None and step_cells < n_cells:  # mini-batches: what grows with the step
+        # 4 copies of cells x genes stay (counts, target, masked input, output); the step's
+        # activations and messages are those of ``step_cells`` cells, and inference adds one chunk
+        edges = (n_edges / n_cells + 1) * step_cells
+        dense = 4 * n_cells * n_genes + 6 * step_cells * n_genes
+        messages = 4 * edges * heads * (hidden_dim + latent_dim)
+        nodes = 8 * step_cells * (heads * hidden_dim + 2 * hidden_dim + heads * latent_dim) + 2 * n_cells * hidden_dim
+    else:
+        edges = n_edges + n_cells
+        dense = 10 * n_cells * n_genes
+        messages = 4 * edges * heads * (hidden_dim + latent_dim)
+        nodes = 8 * n_cells * (heads * hidden_dim + 2 * hidden_dim + heads * latent_dim)
     weights = 5 * (n_genes * heads * hidden_dim + hidden_dim * heads * latent_dim + hidden_dim * n_genes
                    + latent_dim * hidden_dim)
     return 4 * (dense + messages + nodes + weights) / 2**30 + 0.3
@@ -79,8 +142,11 @@ def impute(adata, params, ctx) -> ImputeResult:
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
     n_edges = 2 * adata.n_obs * params["n_neighbors"]  # a symmetrised kNN graph has at most this many
+    mini_batch = adata.n_obs > params["full_batch_max_cells"]
+    step_cells = min(params["step_cells"], adata.n_obs) if mini_batch else None
     need = estimate_memory_gb(adata.n_obs, adata.n_vars, n_edges, hidden_dim=params["hidden_dim"],
-                              latent_dim=params["latent_dim"], heads=params["heads"])
+                              latent_dim=params["latent_dim"], heads=params["heads"],
+                              step_cells=2 * step_cells if mini_batch else None)  # k-means parts are uneven
     require_memory(need, limit_gb=params["max_memory_gb"], device=device, what=f"gnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
                    advice="use fewer genes (--n-top-genes) or cells, a smaller hidden_dim, or raise max_memory_gb")
 
@@ -91,9 +157,16 @@ def impute(adata, params, ctx) -> ImputeResult:
     rows, cols = mask_per_gene(target, params["mask_fraction"], rng)
     masked = target.copy()
     masked[rows, cols] = 0.0
+    pcs = own_pcs(masked, n_pcs=params["n_pcs"], seed=ctx.seed)
     graph, graph_record = own_knn_graph(masked, n_neighbors=params["n_neighbors"], n_pcs=params["n_pcs"],
-                                        seed=ctx.seed)
+                                        seed=ctx.seed, pcs=pcs)
     train_cells, val_cells = split_cells(adata.n_obs, (params["train_fraction"], params["val_fraction"]), rng)
+    if mini_batch:
+        n_parts = max(1, round(adata.n_obs * PARTS_PER_STEP / step_cells))
+        parts = cell_parts(pcs, n_parts, ctx.seed)
+        fixed_groups = step_groups(parts, PARTS_PER_STEP, None)
+        generator = torch.Generator().manual_seed(ctx.seed)
+    del pcs
 
     inputs = torch.from_numpy(masked).to(device)
     targets = torch.from_numpy(target).to(device)
@@ -104,21 +177,41 @@ def impute(adata, params, ctx) -> ImputeResult:
                        heads=params["heads"], attention_dropout=params["attention_dropout"],
                        dropout=params["dropout"]).to(device)
 
-    # 4. MSE of the reconstruction against the unmasked matrix, over one split's cells
-    def loss(module: GNNImpute, split: str) -> dict[str, Tensor]:
-        index = cells[split]
-        return {"loss": F.mse_loss(module(inputs, edge_index)[index], targets[index])}
+    # 4. MSE of the reconstruction against the unmasked matrix, over one split's cells: the whole graph
+    # at once, or (mini-batch) one group of parts with the edges among them per step
+    def loss(module: GNNImpute, batch) -> dict[str, Tensor]:
+        if isinstance(batch, str):
+            index = cells[batch]
+            return {"loss": F.mse_loss(module(inputs, edge_index)[index], targets[index])}
+        split, group = batch
+        nodes = torch.from_numpy(group).to(device)
+        local, _ = subgraph(nodes, edge_index, relabel_nodes=True, num_nodes=adata.n_obs)
+        scored = in_split[split][nodes]
+        return {"loss": F.mse_loss(module(inputs[nodes], local)[scored], targets[nodes][scored])}
 
+    if mini_batch:
+        from torch_geometric.utils import subgraph
+
+        in_split = {split: torch.zeros(adata.n_obs, dtype=torch.bool, device=device).index_fill_(0, index, True)
+                    for split, index in cells.items()}
+        train_data = lambda: [("train", group) for group in step_groups(parts, PARTS_PER_STEP, generator)]  # noqa: E731
+        val_groups = [("val", group) for group in fixed_groups if np.isin(group, val_cells).any()]
+        val_data = lambda: val_groups  # noqa: E731
+    else:
+        train_data, val_data = (lambda: ["train"]), (lambda: ["val"])
     fingerprint = run_fingerprint(adata, "gnnimpute", params, ctx)
     config = train_config(ctx, "gnnimpute", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
                           weight_decay=params["weight_decay"], patience=params["patience"])
-    history = train.fit(module, loss, config=config, device=device,
-                        train_data=lambda: ["train"], val_data=lambda: ["val"])
+    history = train.fit(module, loss, config=config, device=device, train_data=train_data, val_data=val_data)
 
     # 5. the full reconstruction of the unmasked input, back to counts on each cell's library
     del inputs
-    with torch.no_grad():
-        reconstructed = module(targets, edge_index).cpu().numpy()
+    if mini_batch:
+        module.eval()
+        reconstructed = module.infer_in_groups(targets, edge_index, fixed_groups).cpu().numpy()
+    else:
+        with torch.no_grad():
+            reconstructed = module(targets, edge_index).cpu().numpy()
     imputed = np.expm1(reconstructed, out=reconstructed) * factors[:, None]
     imputed[no_depth(counts.sum(axis=1), "gnnimpute")] = 0.0
     info = {
@@ -127,6 +220,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         "graph": graph_record,
         "qc": "cell/gene filters of the paper are the pipeline's QC step (not repeated)",
         "memory_estimate_gb": round(need, 6),
+        "training": (f"mini-batch: {len(fixed_groups)} steps per epoch of {PARTS_PER_STEP} of {n_parts} k-means parts "
+                     f"(~{step_cells} cells) with the edges among them" if mini_batch else "full graph"),
     }
     log.info("gnnimpute: best epoch %s of %d", history.best_epoch, history.n_epochs)
     return ImputeResult(imputed=imputed.astype(np.float32, copy=False), history=history.to_dict(), info=info)

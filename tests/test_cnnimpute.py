@@ -230,3 +230,24 @@ def test_memory_estimate_grows_with_cells_and_input_width():
     pbmc3k, cbmc, large = (estimate_memory_gb(n, 2000, params) for n in (2592, 8617, 100_000))
     assert 0.72 < pbmc3k < 2 < cbmc < large  # 0.72 GiB: the measured growth on pbmc3k (4 clusters)
     assert estimate_memory_gb(2592, 2000, {**params, "n_targets": 256}) < pbmc3k
+
+
+def test_large_samples_are_clustered_on_a_subsample_then_by_nearest_cells(monkeypatch):
+    from graphimpute.methods._impl import cnnimpute
+
+    counts, _, groups = simulated_counts(n_per_group=150, n_groups=3)
+    lognorm = np.log1p(counts)
+    params = {**resolve_params(get("cnnimpute")), **FAST}
+    monkeypatch.setattr(cnnimpute, "TSNE_MAX_CELLS", 225)
+    sizes = []
+    real = cnnimpute.cluster_cells
+
+    def spy(values, **kwargs):
+        sizes.append(values.shape[0])
+        return real(values, **kwargs)
+
+    monkeypatch.setattr(cnnimpute, "cluster_cells", spy)
+    labels, info = cnnimpute.cluster_cells(lognorm, params=params, seed=0)
+    assert sizes == [450, 225]  # t-SNE and density peaks ran on 225 cells only
+    assert labels.shape == (450,) and info["clustered_subsample"] == 225 and sum(info["sizes"]) == 450
+    assert adjusted_rand_score(groups, labels) > 0.9  # the other 225 cells join their own group's cluster

@@ -35,12 +35,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from graphmcv_scale import resample  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ["cells", "run", "status", "exit_code", "wall_s", "peak_rss_mb", "memory_estimate_gb", "epochs",
-          "threads", "load_before", "date", "message"]
+          "epoch_s", "default_max_epochs", "params", "threads", "load_before", "date", "message"]
 STEPS = ("qc", "normalise", "graph")
 
 
@@ -88,7 +90,16 @@ def method_record(path: Path) -> dict:
         out["memory_estimate_gb"] = round(float(info["memory_estimate_gb"]), 3)
     if "n_epochs" in history:
         out["epochs"] = int(history["n_epochs"])
+    times = (history.get("epochs") or {}).get("time_s")
+    if times is not None and len(times):
+        out["epoch_s"] = round(float(np.median(times)), 2)
     return out
+
+
+def default_max_epochs(name: str) -> int | str:
+    from graphimpute import methods
+
+    return methods.get(name).defaults.get("max_epochs", "")
 
 
 def measure_size(n_cells: int, names: list[str], args) -> list[dict]:
@@ -122,8 +133,11 @@ def measure_size(n_cells: int, names: list[str], args) -> list[dict]:
         result = measured([*commands[run], *common], args.timeout_min * 60, folder / f"{run}.log")
         row = {"cells": n_cells, "run": run, **result, "threads": args.threads, "load_before": round(load, 1),
                "date": time.strftime("%Y-%m-%d %H:%M")}
-        if run in names and result["status"] == "ok":
-            row.update(method_record(output))
+        if run in names:
+            row["params"] = " ".join(p.split(".", 1)[1] for p in args.param if p.startswith(f"{run}."))
+            row["default_max_epochs"] = default_max_epochs(run)
+            if result["status"] == "ok":
+                row.update(method_record(output))
         print("   ", {k: row.get(k) for k in ("status", "wall_s", "peak_rss_mb", "memory_estimate_gb", "epochs",
                                                 "message")}, flush=True)
         rows.append(row)
@@ -172,6 +186,10 @@ def markdown(rows: list[dict]) -> str:
                 text += f" (est. {float(r['memory_estimate_gb']):.2f})"
             if r.get("epochs"):
                 text += f", {r['epochs']} ep"
+            if r.get("params"):
+                text += f" [{r['params']}]"
+            if r.get("epoch_s") and r.get("default_max_epochs"):
+                text += f"; {float(r['epoch_s']):.1f} s/ep → ≤ {float(r['epoch_s']) * int(r['default_max_epochs']) / 60:.0f} min at {r['default_max_epochs']} ep"
             if r["status"] != "ok":
                 text = f"**{r['status']}** after {float(r['wall_s']):.0f} s, {float(r['peak_rss_mb']) / 1024:.2f} GB"
             else:

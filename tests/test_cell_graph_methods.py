@@ -313,3 +313,14 @@ def test_gnnimpute_trains_on_cell_groups_above_a_size(prepared):
     steps = gnnimpute.estimate_memory_gb(100_000, 2000, 1_000_000, **sizes, step_cells=2 * params["step_cells"])
     assert whole > params["max_memory_gb"] > steps
     assert gnnimpute.estimate_memory_gb(200_000, 2000, 2_000_000, **sizes, step_cells=8192) < 2.1 * steps
+
+
+def test_scgnn_scores_hidden_entries_without_the_dense_output():
+    rng = np.random.default_rng(0)
+    graph = sp.random(50, 50, density=0.1, random_state=0, format="csr")
+    graph = ((graph + graph.T) > 0).astype(np.float32)
+    module = scgnn.SCGNN(30, 4, dropout=0.5, adjacency=gcn_adjacency(graph, "cpu")).eval()
+    x = torch.from_numpy(rng.random((50, 30), dtype=np.float32))
+    rows, cols = torch.from_numpy(rng.integers(0, 50, 200)), torch.from_numpy(rng.integers(0, 30, 200))
+    with torch.no_grad():
+        np.testing.assert_allclose(module.at(x, rows, cols).numpy(), module(x)[rows, cols].numpy(), rtol=1e-5, atol=1e-6)

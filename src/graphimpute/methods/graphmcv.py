@@ -55,6 +55,7 @@ DEFAULTS = {
     "latent": 32,
     "n_neighbors": 15,
     "n_pcs": 50,
+    "input_pcs": 100,
     "hops": 1,
     "graph": True,
     "molecular_split": True,
@@ -72,7 +73,7 @@ DEFAULTS = {
 }
 
 RANGES = {
-    "hidden": COUNT, "latent": COUNT, "n_neighbors": COUNT, "n_pcs": Range(2), "hops": Range(1, 2),
+    "hidden": COUNT, "latent": COUNT, "n_neighbors": COUNT, "n_pcs": Range(2), "input_pcs": NON_NEGATIVE, "hops": Range(1, 2),
     "split_fraction": FRACTION, "validation_fraction": FRACTION, "batch_size": COUNT, "lr": POSITIVE,
     "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT, "max_memory_gb": POSITIVE,
 }

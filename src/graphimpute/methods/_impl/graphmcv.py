@@ -268,7 +268,7 @@ class SparseTarget:
         self.rows, self.cols, self.values, self.shape = rows, cols, values, shape
 
     def dense(self) -> Tensor:
-        out = torch.zeros(self.shape, dtype=torch.float32, device=self.values.device)
+        out = torch.zeros(self.shape, dtype=self.values.dtype, device=self.values.device)
         out[self.rows, self.cols] = self.values
         return out
 

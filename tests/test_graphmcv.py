@@ -172,3 +172,77 @@ def test_non_integer_counts_are_refused(small):
 def test_memory_guard_refuses_before_work(small):
     with pytest.raises(GraphImputeError, match="max_memory_gb"):
         run(small, max_memory_gb=0.01)
+
+
+def test_thinning_at_one_half_splits_molecules_exactly():
+    """Fraction 1/2 draws bits for counts below 64 and numpy's binomial above: both exact splits."""
+    rng = np.random.default_rng(1)
+    counts = sp.csr_matrix(rng.poisson(rng.gamma(0.5, 6.0, (200, 30))).astype(np.float32))
+    counts.data[:3] = [64.0, 100.0, 1000.0]
+    draws = np.stack([graphmcv.thin(counts, 0.5, rng)[0].data for _ in range(300)])
+    part, rest = graphmcv.thin(counts, 0.5, rng)
+    assert (part + rest != counts).nnz == 0 and part.data.min() >= 0 and rest.data.min() >= 0
+    big = counts.data >= 20
+    np.testing.assert_allclose(draws.mean(axis=0)[big] / counts.data[big], 0.5, atol=0.05)
+    # Binomial(c, 1/2) variance c/4, pooled over entries of one count value
+    ones, fives = counts.data == 1, counts.data == 5
+    assert abs(draws[:, ones].var() - 0.25) < 0.01 and abs(draws[:, fives].var() - 1.25) < 0.1
+
+
+def test_top_components_span_the_leading_principal_axes():
+    rng = np.random.default_rng(0)
+    x = sp.random(300, 80, density=0.2, random_state=1, dtype=np.float32, format="csr")
+    x = x + sp.csr_matrix(np.outer(rng.gamma(1, 1, 300), rng.gamma(1, 1, 80)).astype(np.float32))
+    mean = np.asarray(x.mean(axis=0)).ravel()
+    dense = x.toarray() - mean
+    _, s, vt = np.linalg.svd(dense, full_matrices=False)
+    scores, loadings = graphmcv.top_components(sp.csr_matrix(x), 10, seed=0, mean=mean)
+    assert loadings.shape == (80, 10) and scores.shape == (300, 10)
+    np.testing.assert_allclose(loadings.T @ loadings, np.eye(10), atol=1e-4)
+    captured = ((dense @ loadings) ** 2).sum() / (s[:10] ** 2).sum()
+    assert captured > 0.99
+    assert np.abs(scores - dense @ loadings).max() < 0.05 * np.abs(scores).max()  # scores: x's coordinates
+    again = graphmcv.top_components(sp.csr_matrix(x), 10, seed=0, mean=mean)[1]
+    np.testing.assert_array_equal(again, loadings)  # deterministic for a seed
+
+
+def test_fused_poisson_head_matches_the_plain_loss_and_gradient():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    y = sp.csr_matrix(rng.poisson(0.7, (9, 13)).astype(np.float32))
+    y[3] = 0  # a cell without target molecules
+    y = sp.csr_matrix(y)
+    rows = np.repeat(np.arange(9), np.diff(y.indptr))
+    target = graphmcv.SparseTarget(torch.as_tensor(rows), torch.as_tensor(y.indices, dtype=torch.int64),
+                                   torch.as_tensor(y.data, dtype=torch.float64), (9, 13))
+    lib = torch.as_tensor(graphmcv.library(y))
+    z = torch.randn(9, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(13, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(13, dtype=torch.float64, requires_grad=True)
+    fused = graphmcv.poisson_head(z, w, b, target, lib)
+    plain = graphmcv._nll("poisson", target.dense(), torch.log_softmax(z @ w.T + b, dim=1), lib, None)
+    torch.testing.assert_close(fused, plain)
+    grads = torch.autograd.grad(fused, (z, w, b))
+    expected = torch.autograd.grad(plain, (z, w, b))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_sparse_calibration_equals_the_dense_loss():
+    rng = np.random.default_rng(2)
+    rho = rng.dirichlet(np.ones(25), 40).astype(np.float32)
+    observed = sp.csr_matrix(rng.poisson(3.0, (40, 25)).astype(np.float32))
+    val = sp.csr_matrix(rng.poisson(0.5, (40, 25)).astype(np.float32))
+    _, losses = graphmcv.calibrate_own_weight(rho, graphmcv.profiles(observed), val, chunk=16)
+    o, y = graphmcv.profiles(observed).toarray().astype(np.float64), val.toarray().astype(np.float64)
+    lib = y.sum(axis=1, keepdims=True)
+    for a, got in zip(graphmcv.CALIBRATION_GRID, losses):
+        mu = ((1 - a) * rho + a * o) * lib
+        assert got == pytest.approx(float((mu - y * np.log(mu + 1e-8)).mean()), rel=1e-9)
+
+
+def test_input_basis_switch(small):
+    """input_pcs=0: the unprojected log1p CP10k input (G wide first layer); both run and differ."""
+    projected, full = run(small), run(small, input_pcs=0)
+    assert projected.info["input_pcs"] == min(100, small.n_vars - 1) and "input_pcs" not in full.info
+    assert np.isfinite(full.imputed).all() and not np.allclose(full.imputed, projected.imputed)

@@ -7,31 +7,37 @@ Splitting each cell's molecules binomially gives two halves whose noise is indep
 sampling), so "predict one half from the other" is an unbiased self-supervised proxy of exactly the
 error the benchmark measures. Design and measurements: docs/methods.md ("graphMCV").
 
-Steps (counts X, cells x genes, raw integers; sparse stays sparse until a batch is densified):
+Steps (counts X, cells x genes, raw integers; sparse stays sparse, the dense inputs are cells x
+``input_pcs``):
 1. hold back ``validation_fraction`` of every count's molecules once: val ~ Binomial(X, f),
    rest = X - val. val is only ever a target: for early stopping and for the calibration in 6;
-2. the cell graph, from what the method may see: PCA (``n_pcs``) of log1p(rest / size factor) and a
-   symmetrised ``n_neighbors``-NN graph (graphimpute.graphs), row-normalised to a mean over neighbours;
-3. features of cell i (all log1p CP10k): its own input s_i and the neighbour mean m_i = mean_j
-   log1p CP10k(rest_j), for ``hops`` = 2 also the mean of the neighbours' m_j. The neighbour
-   aggregation is linear, so it is computed once on the sparse graph (SIGN/SGC-style precomputed
-   propagation) and every cell is then an independent sample: mini-batches need no neighbour
-   sampling, memory is linear in cells, and a batch gives the same output as the full graph;
+2. the cell graph, from what the method may see: PCA (``n_pcs``) of the scaled log1p(rest / size
+   factor) (graphimpute.graphs' recipe, a randomised PCA computed here) and a symmetrised
+   ``n_neighbors``-NN graph (graphimpute.graphs.knn_graph), row-normalised to a mean over neighbours;
+3. features of cell i: log1p CP10k projected on a fixed input basis P, the top ``input_pcs``
+   principal axes of log1p CP10k(rest) (computed once, on the sparse matrix; ``input_pcs=0``: no
+   projection, all genes). Own input s_i = P^T log1p CP10k(input_i); neighbour input m_i = the mean
+   over i's neighbours of P^T log1p CP10k(rest_j), for ``hops`` = 2 also the mean of the neighbours'
+   m_j. Projection and neighbour mean are linear, so they commute and are computed once on the sparse
+   matrices (SIGN/SGC-style precomputed propagation); every cell is then an independent sample:
+   mini-batches need no neighbour sampling, memory is linear in cells, and a batch gives the same
+   output as the full graph;
 4. network (GraphSAGE with the aggregation before the first weight): h = ReLU(W_s s + W_n m + b),
    z = ReLU(W_z h + b_z), logits = W_d z + b_d (b_d starts at the log gene means), rho = softmax over
    genes (the cell's expression profile);
 5. each epoch, ``rest`` is split afresh into an input part Binomial(rest, ``split_fraction``) and the
    target (the remainder); the expected target is rho_i * (the target's library of cell i); negative
-   binomial (gene-wise dispersion) or Poisson likelihood. Early stopping on the likelihood of ``val``
-   given all of ``rest`` as input (the inference setting), best weights kept;
+   binomial (gene-wise dispersion) or Poisson likelihood (the Poisson one with decoder and loss in
+   one step on the target's non-zeros). Early stopping on the likelihood of ``val`` given all of
+   ``rest`` as input (the inference setting), best weights kept;
 6. calibration: the trained profile is mixed with the cell's own observed profile,
    rho' = (1 - a) rho + a x_i / L_i, with the scalar a in [0, 1] that minimises the Poisson loss of
-   ``val`` given ``rest`` (grid of 21 values). The network sees its input at a depth
-   ``split_fraction`` of the one it imputes from, so its own reliance on the observed counts is set at
-   the wrong depth; a measures it at the right one (0 on most UMI data; large on amplified read counts,
-   whose two halves share their noise);
-7. inference on all of X: output = rho'_i * L_i (L_i = the cell's library), dense float32 expected
-   counts on the input's count scale; a cell with an empty library gets 0.
+   ``val`` given ``rest`` (grid of 21 values, computed on val's non-zeros). The network sees its input
+   at a depth ``split_fraction`` of the one it imputes from, so its own reliance on the observed
+   counts is set at the wrong depth; a measures it at the right one (0 on most UMI data; large on
+   amplified read counts, whose two halves share their noise);
+7. inference on all of X (same basis P): output = rho'_i * L_i (L_i = the cell's library), dense
+   float32 expected counts on the input's count scale; a cell with an empty library gets 0.
 
 Ablations (registered parameters, docs/methods.md): ``graph=false`` (no neighbour input: an
 MCV-trained autoencoder), ``molecular_split=false`` (target = the input itself: trained to reproduce
@@ -55,6 +61,7 @@ DEFAULTS = {
     "latent": 32,
     "n_neighbors": 15,
     "n_pcs": 50,
+    "input_pcs": 100,
     "hops": 1,
     "graph": True,
     "molecular_split": True,
@@ -72,7 +79,7 @@ DEFAULTS = {
 }
 
 RANGES = {
-    "hidden": COUNT, "latent": COUNT, "n_neighbors": COUNT, "n_pcs": Range(2), "hops": Range(1, 2),
+    "hidden": COUNT, "latent": COUNT, "n_neighbors": COUNT, "n_pcs": Range(2), "input_pcs": NON_NEGATIVE, "hops": Range(1, 2),
     "split_fraction": FRACTION, "validation_fraction": FRACTION, "batch_size": COUNT, "lr": POSITIVE,
     "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT, "max_memory_gb": POSITIVE,
 }

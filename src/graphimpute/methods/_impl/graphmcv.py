@@ -7,6 +7,7 @@ import logging
 import math
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
@@ -32,30 +33,38 @@ MIN_STEPS_PER_EPOCH = 10
 # the early-stopping loss is computed on at most this many cells (a fixed random subset above it): on
 # 100,000 cells a full validation pass would cost a third of an epoch and tell no more
 VALIDATION_MAX_CELLS = 4096
+# power iterations of the randomised PCA (graph and input basis)
+POWER_ITERATIONS = 5
 
 # ---- the model ------------------------------------------------------------------------------------
 
 class GraphMCV(nn.Module):
-    """Shapes: s (B, G) own log1p CP10k input; m (B, hops * G) neighbour means or None → logits (B, G).
+    """Shapes: s (B, D) own input; m (B, hops * D) neighbour means or None → logits (B, G). D is the
+    input basis' size (``input_pcs``), or G for the unprojected log1p CP10k (``input_pcs=0``).
 
     ``log_theta`` (G,) is the gene-wise NB inverse dispersion (unused with the Poisson likelihood)."""
 
-    def __init__(self, n_genes: int, *, hidden: int, latent: int, neighbour_inputs: int, log_profile: np.ndarray):
+    def __init__(self, n_genes: int, *, hidden: int, latent: int, neighbour_inputs: int, log_profile: np.ndarray,
+                 n_inputs: int | None = None):
         super().__init__()
-        self.own = nn.Linear(n_genes, hidden)
-        self.neighbours = nn.Linear(n_genes * neighbour_inputs, hidden, bias=False) if neighbour_inputs else None
+        n_inputs = n_genes if n_inputs is None else n_inputs
+        self.own = nn.Linear(n_inputs, hidden)
+        self.neighbours = nn.Linear(n_inputs * neighbour_inputs, hidden, bias=False) if neighbour_inputs else None
         self.mid = nn.Linear(hidden, latent)
         self.decoder = nn.Linear(latent, n_genes)
         self.log_theta = nn.Parameter(torch.full((n_genes,), math.log(10.0)))
         with torch.no_grad():
             self.decoder.bias.copy_(torch.as_tensor(log_profile, dtype=torch.float32))
 
-    def forward(self, s: Tensor, m: Tensor | None) -> Tensor:
+    def encode(self, s: Tensor, m: Tensor | None) -> Tensor:
+        """The latent z (B, latent) that the decoder turns into logits."""
         h = self.own(s)
         if self.neighbours is not None:
             h = h + self.neighbours(m)
-        z = F.relu(self.mid(F.relu(h)))
-        return self.decoder(z)
+        return F.relu(self.mid(F.relu(h)))
+
+    def forward(self, s: Tensor, m: Tensor | None) -> Tensor:
+        return self.decoder(self.encode(s, m))
 
 
 class KNNAverage(nn.Module):
@@ -90,10 +99,25 @@ def integer_counts(adata) -> sp.csr_matrix:
 
 
 def thin(counts: sp.csr_matrix, fraction: float, rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Binomial thinning: (part ~ Binomial(counts, fraction), counts - part), same sparsity pattern."""
-    drawn = rng.binomial(counts.data.astype(np.int64), fraction).astype(np.float32)
+    """Binomial thinning: (part ~ Binomial(counts, fraction), counts - part), same sparsity pattern.
+
+    The same distribution as numpy's binomial, drawn cheaper where it can be (it is drawn every
+    epoch): at fraction 1/2 a count c < 64 draws c fair bits (the low bits of a random 64-bit word)
+    and keeps their number; at other fractions a count of 1 is a uniform below ``fraction``."""
+    data = counts.data
+    drawn = np.empty(data.size, dtype=np.float32)
+    if fraction == 0.5:
+        cheap = data < 64
+        c = data[cheap].astype(np.uint64)
+        words = rng.integers(0, np.iinfo(np.uint64).max, size=c.size, dtype=np.uint64, endpoint=True)
+        drawn[cheap] = np.bitwise_count(words & ((np.uint64(1) << c) - np.uint64(1)))
+    else:
+        cheap = data == 1
+        drawn[cheap] = rng.random(int(cheap.sum()), dtype=np.float32) < fraction
+    more = ~cheap
+    drawn[more] = rng.binomial(data[more].astype(np.int64), fraction)
     part = sp.csr_matrix((drawn, counts.indices, counts.indptr), shape=counts.shape)
-    rest = sp.csr_matrix((counts.data - drawn, counts.indices, counts.indptr), shape=counts.shape)
+    rest = sp.csr_matrix((data - drawn, counts.indices, counts.indptr), shape=counts.shape)
     return part, rest
 
 
@@ -118,19 +142,66 @@ def profiles(counts: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ counts, dtype=np.float32)
 
 
+def top_components(x, k: int, *, seed: int, mean: np.ndarray | None = None, n_iter: int = POWER_ITERATIONS,
+                   oversample: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` principal axes of ``x`` - ``mean`` (x sparse or dense, cells x genes; the mean is
+    subtracted implicitly, so a sparse x stays sparse) by a randomised range finder with ``n_iter``
+    power iterations (Halko, Martinsson & Tropp 2011; LU-normalised power iterations as in scikit-learn). Returns (scores cells x k, loadings genes x k),
+    float32; deterministic for a seed."""
+    n, g = x.shape
+    k = int(max(1, min(k, n - 1, g - 1))) if min(n, g) > 1 else 1
+    width = int(min(k + oversample, n, g))
+    mu = np.zeros(g, np.float32) if mean is None else np.asarray(mean, np.float32)
+
+    def times(v):  # (x - 1 mu^T) v
+        return np.asarray(x @ v, dtype=np.float32) - (mu @ v)[None, :]
+
+    def t_times(u):  # (x - 1 mu^T)^T u
+        return np.asarray(x.T @ u, dtype=np.float32) - mu[:, None] * u.sum(axis=0)[None, :]
+
+    def normalised(y):  # the power iterations' normaliser: LU, cheaper than QR and as good here
+        return scipy.linalg.lu(y, permute_l=True, check_finite=False)[0]
+
+    rng = np.random.default_rng(seed)
+    q = normalised(times(rng.standard_normal((g, width)).astype(np.float32)))
+    for _ in range(n_iter):
+        q = normalised(times(normalised(t_times(q))))
+    q, _ = np.linalg.qr(q)
+    u, sv, vt = np.linalg.svd(t_times(q).T, full_matrices=False)
+    scores = (q @ u[:, :k]) * sv[:k]
+    return scores.astype(np.float32), np.ascontiguousarray(vt[:k].T, dtype=np.float32)
+
+
 def build_graph(rest: sp.csr_matrix, *, n_neighbors: int, n_pcs: int, seed: int) -> sp.csr_matrix:
-    """The symmetrised kNN graph on PCA of log1p(rest / size factor): only what the method may see
-    (the validation molecules never enter it). Binary CSR, cells x cells, no self-loops."""
+    """The symmetrised kNN graph on PCA of log1p(rest / size factor), genes scaled to unit variance and
+    clipped at 10 (graphimpute.graphs' recipe), the PCA by ``top_components``: only what the method
+    may see (the validation molecules never enter it). Binary CSR, cells x cells, no self-loops."""
+    import scanpy as sc
+
     lib = library(rest)
     median = np.median(lib[lib > 0]) if (lib > 0).any() else 1.0
     factors = np.where(lib > 0, lib / median, 1.0)
     lognorm = sp.csr_matrix(sp.diags((1.0 / factors).astype(np.float32)) @ rest, dtype=np.float32)
     np.log1p(lognorm.data, out=lognorm.data)
-    tmp = AnnData(X=sp.csr_matrix(rest.shape, dtype=np.float32))
-    tmp.layers["lognorm"] = lognorm
-    graphs.pca(tmp, n_comps=n_pcs, layer="lognorm", seed=seed)
-    graphs.knn_graph(tmp, n_neighbors=n_neighbors, n_pcs=n_pcs, key_added="knn", seed=seed)
+    tmp = AnnData(X=lognorm.toarray())
+    with np.errstate(invalid="ignore"):
+        sc.pp.scale(tmp, max_value=10, zero_center=True)
+    np.nan_to_num(tmp.X, copy=False, nan=0.0)
+    scores, _ = top_components(tmp.X, n_pcs, seed=seed)
+    del tmp.X
+    tmp = AnnData(X=sp.csr_matrix(rest.shape, dtype=np.float32), obsm={"X_rpca": scores})
+    graphs.knn_graph(tmp, n_neighbors=n_neighbors, n_pcs=scores.shape[1], use_rep="X_rpca", key_added="knn",
+                     seed=seed)
     return sp.csr_matrix(tmp.obsp["knn"])
+
+
+def input_basis(own: sp.csr_matrix, k: int, *, seed: int) -> np.ndarray:
+    """Loadings (genes x k, float32) of the top ``k`` principal axes of the method's own visible input
+    (log1p CP10k of ``rest``), computed on the sparse matrix. Every input, own and neighbour, is
+    projected onto them: the projection is linear, so the neighbour mean of projected inputs is the
+    projection of the neighbour mean."""
+    mean = np.asarray(own.mean(axis=0), dtype=np.float32).ravel()
+    return top_components(own, k, seed=seed, mean=mean)[1]
 
 
 def mean_operator(graph: sp.csr_matrix) -> sp.csr_matrix:
@@ -155,20 +226,22 @@ def propagate(operator: sp.csr_matrix, values, hops: int, chunk: int = 4096) -> 
 
 
 def estimate_memory_gb(n_cells: int, n_genes: int, nnz: int, *, hops: int, hidden: int, latent: int,
-                       batch_size: int) -> float:
-    """Peak memory in GiB: the dense neighbour features (hops x cells x genes float32) and the dense
-    output; the sparse counts and their splits (~8 CSR copies of the non-zeros, 8 bytes each); a
-    batch's dense tensors with activations and gradients (~12 x batch x genes); the weights with
-    gradients, two Adam moments and a best copy; the kNN/PCA step (a dense cells x genes float32
-    copy for the scaling); ~0.3 GiB of libraries."""
-    dense = 4 * n_cells * n_genes * (hops + 2)
+                       batch_size: int, inputs: int | None = None) -> float:
+    """Peak memory in GiB: the dense features ((1 + hops) x cells x inputs float32; inputs = the
+    basis' size, or genes unprojected), the dense output and the kNN/PCA step's dense cells x genes
+    float32 copy for the scaling; the sparse counts and their splits (~8 CSR copies of the non-zeros,
+    8 bytes each); a batch's dense tensors with activations and gradients (~12 x batch x genes); the
+    weights with gradients, two Adam moments and a best copy; ~0.3 GiB of libraries."""
+    inputs = n_genes if inputs is None else inputs
+    dense = 4 * n_cells * (inputs * (hops + 1) + 2 * n_genes)
     sparse = 8 * 8 * nnz
     batch = 4 * 12 * min(batch_size, n_cells) * n_genes
-    weights = 4 * 5 * (n_genes * hidden * (1 + hops) + hidden * latent + latent * n_genes)
+    weights = 4 * 5 * (inputs * hidden * (1 + hops) + hidden * latent + latent * n_genes)
     return (dense + sparse + batch + weights) / 2**30 + 0.3
 
 
 # ---- training --------------------------------------------------------------------------------------
+
 
 def _nll(likelihood: str, y: Tensor, log_rho: Tensor, lib: Tensor, log_theta: Tensor) -> Tensor:
     """Mean over entries of the Poisson or NB negative log-likelihood (without the log y! term) of
@@ -187,13 +260,65 @@ def _nll(likelihood: str, y: Tensor, log_rho: Tensor, lib: Tensor, log_theta: Te
     return -nll.mean()
 
 
+class SparseTarget:
+    """A batch's target counts as its non-zeros: ``rows``, ``cols`` (int64) and ``values`` (float32) of
+    a ``shape`` (B, G) matrix."""
+
+    def __init__(self, rows: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]):
+        self.rows, self.cols, self.values, self.shape = rows, cols, values, shape
+
+    def dense(self) -> Tensor:
+        out = torch.zeros(self.shape, dtype=self.values.dtype, device=self.values.device)
+        out[self.rows, self.cols] = self.values
+        return out
+
+
+class _PoissonHead(torch.autograd.Function):
+    """The decoder and the Poisson (multinomial-form) loss in one step, with the sparse target:
+    logits = z Wᵀ + b, log rho = logits − logsumexp, loss = (sum lib − sum_nz y (log rho + log lib))
+    / (B · G). The same value and gradient as ``_nll("poisson", ...)`` after ``log_softmax``, but one
+    dense B x G buffer (the softmax, reused in place for its gradient lib · rho − y) instead of
+    several, and no dense target. Gradient: d loss / d logits = (lib_i rho_ig − y_ig) / (B · G)."""
+
+    @staticmethod
+    def forward(ctx, z, weight, bias, rows, cols, values, lib):
+        logits = torch.addmm(bias, z, weight.t())
+        picked = logits[rows, cols]
+        top = logits.amax(dim=1, keepdim=True)
+        rho = logits.sub_(top).exp_()
+        total = rho.sum(dim=1, keepdim=True)
+        rho.div_(total)
+        lse = (top + torch.log(total)).squeeze(1)
+        log_lib = torch.log(lib.clamp_min(1e-8))
+        numel = rho.numel()
+        loss = (lib.sum() - (values * (picked - lse[rows] + log_lib[rows])).sum()) / numel
+        ctx.save_for_backward(z, weight, rows, cols, values, lib, rho)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, weight, rows, cols, values, lib, rho = ctx.saved_tensors
+        g = rho.mul_(lib[:, None])
+        g.index_put_((rows, cols), -values, accumulate=True)
+        g.mul_(grad / g.numel())
+        return g @ weight, g.t() @ z, g.sum(dim=0), None, None, None, None
+
+
+def poisson_head(z: Tensor, weight: Tensor, bias: Tensor, target: SparseTarget, lib: Tensor) -> Tensor:
+    return _PoissonHead.apply(z, weight, bias, target.rows, target.cols, target.values, lib)
+
+
+def _rows(a, rows: np.ndarray) -> np.ndarray:
+    return a[rows].toarray() if sp.issparse(a) else a[rows]
+
+
 class Batches:
     """Mini-batches of cells as (own input, neighbour input, target, target library) tensors.
 
-    ``own``: sparse log1p CP10k of what the network sees; ``neighbour``: dense features or None;
-    ``target``: sparse counts to predict; rows are densified per batch only."""
+    ``own``: the own input features (dense, or sparse densified per batch); ``neighbour``: dense
+    features or None; ``target``: sparse counts to predict, handed over as a ``SparseTarget``."""
 
-    def __init__(self, own: sp.csr_matrix, neighbour: np.ndarray | None, target: sp.csr_matrix,
+    def __init__(self, own, neighbour: np.ndarray | None, target: sp.csr_matrix,
                  batch_size: int, device: torch.device, order: np.ndarray | None = None):
         self.own, self.neighbour, self.target = own, neighbour, target
         self.target_library = library(target).astype(np.float32)
@@ -206,14 +331,21 @@ class Batches:
             yield self.batch(rows)
 
     def batch(self, rows: np.ndarray):
-        to = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)  # noqa: E731
+        to = lambda a, dtype=np.float32: torch.from_numpy(np.ascontiguousarray(a, dtype=dtype)).to(self.device)  # noqa: E731
         m = to(self.neighbour[rows]) if self.neighbour is not None else None
-        return to(self.own[rows].toarray()), m, to(self.target[rows].toarray()), to(self.target_library[rows])
+        y = self.target[rows]
+        target = SparseTarget(to(np.repeat(np.arange(len(rows)), np.diff(y.indptr)), np.int64),
+                              to(y.indices, np.int64), to(y.data), (len(rows), y.shape[1]))
+        return to(_rows(self.own, rows)), m, target, to(self.target_library[rows])
 
 
 def make_loss(likelihood: str):
     def loss(module: nn.Module, batch) -> dict[str, Tensor]:
         s, m, y, lib = batch
+        if likelihood == "poisson" and isinstance(module, GraphMCV):
+            nll = poisson_head(module.encode(s, m), module.decoder.weight, module.decoder.bias, y, lib)
+            return {"loss": nll, "poisson_nll": nll}
+        y = y.dense()
         log_rho = torch.log_softmax(module(s, m), dim=1)
         nll = _nll(likelihood, y, log_rho, lib, module.log_theta)
         out = {"loss": nll, f"{likelihood}_nll": nll}
@@ -225,18 +357,20 @@ def make_loss(likelihood: str):
 
 
 @torch.no_grad()
-def predict_profiles(module: nn.Module, own: sp.csr_matrix, neighbour: np.ndarray | None, *, batch_size: int,
+def predict_profiles(module: nn.Module, own, neighbour: np.ndarray | None, *, batch_size: int,
                      device: torch.device) -> np.ndarray:
     """rho for every cell (dense float32 cells x genes), in batches of ``batch_size`` cells."""
     module.eval()
     n = own.shape[0]
-    out = np.empty(own.shape, dtype=np.float32)
-    dummy = sp.csr_matrix((n, 1), dtype=np.float32)
-    batches = Batches(own, neighbour, dummy, batch_size, device)
+    out = None
+    to = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)  # noqa: E731
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
-        s, m, _, _ = batches.batch(rows)
-        out[rows] = torch.softmax(module(s, m), dim=1).cpu().numpy()
+        m = to(neighbour[rows]) if neighbour is not None else None
+        rho = torch.softmax(module(to(_rows(own, rows)), m), dim=1).cpu().numpy()
+        if out is None:
+            out = np.empty((n, rho.shape[1]), dtype=np.float32)
+        out[rows] = rho
     return out
 
 
@@ -244,17 +378,26 @@ def calibrate_own_weight(rho: np.ndarray, own_profile: sp.csr_matrix, val: sp.cs
                          grid: np.ndarray = CALIBRATION_GRID, chunk: int = 2048) -> tuple[float, list[float]]:
     """The weight a of the cell's own observed profile, (1 - a) rho + a x/L, that minimises the Poisson
     loss of the held-back molecules ``val`` (expected = profile x the cell's val library), on ``grid``.
-    Returns a and the loss at every grid value (mean over entries)."""
+    Returns a and the loss at every grid value (mean over entries).
+
+    Computed on the non-zeros of ``val``: sum mu = lib_i ((1 - a) sum rho_i + a sum x_i/L_i) per cell,
+    and y log mu is 0 where y is."""
+    val = sp.csr_matrix(val)
     lib = library(val)
     totals = np.zeros(grid.size)
     for start in range(0, rho.shape[0], chunk):
-        r = rho[start:start + chunk].astype(np.float64)
-        o = own_profile[start:start + chunk].toarray().astype(np.float64)
-        y = val[start:start + chunk].toarray().astype(np.float64)
-        lb = lib[start:start + chunk, None]
+        stop = min(start + chunk, rho.shape[0])
+        r = rho[start:stop].astype(np.float64)
+        o = own_profile[start:stop].toarray().astype(np.float64)
+        block = val[start:stop]
+        rows = np.repeat(np.arange(stop - start), np.diff(block.indptr))
+        y = block.data.astype(np.float64)
+        lb = lib[start:stop]
+        r_nz, o_nz, lb_nz = r[rows, block.indices], o[rows, block.indices], lb[rows]
+        r_sum, o_sum = (r.sum(axis=1) * lb).sum(), (o.sum(axis=1) * lb).sum()
         for k, a in enumerate(grid):
-            mu = ((1 - a) * r + a * o) * lb
-            totals[k] += float((mu - y * np.log(mu + 1e-8)).sum())
+            mu = ((1 - a) * r_nz + a * o_nz) * lb_nz
+            totals[k] += (1 - a) * r_sum + a * o_sum - float((y * np.log(mu + 1e-8)).sum())
     losses = totals / rho.size
     return float(grid[int(np.argmin(losses))]), [float(v) for v in losses]
 
@@ -277,8 +420,10 @@ def impute(adata, params, ctx) -> ImputeResult:
     counts = integer_counts(adata)
     n, g = counts.shape
     hops = params["hops"] if params["graph"] else 0
+    knn_only = params["architecture"] == "knn_average"
+    n_inputs = g if knn_only or not params["input_pcs"] else min(params["input_pcs"], g)
     require_memory(estimate_memory_gb(n, g, counts.nnz, hops=max(hops, 1), hidden=params["hidden"],
-                                      latent=params["latent"], batch_size=params["batch_size"]),
+                                      latent=params["latent"], batch_size=params["batch_size"], inputs=n_inputs),
                    limit_gb=params["max_memory_gb"], device=device, what=f"{NAME} on {n} cells x {g} genes",
                    advice="use fewer genes (--n-top-genes) or cells, or raise max_memory_gb")
 
@@ -291,11 +436,24 @@ def impute(adata, params, ctx) -> ImputeResult:
         operator = mean_operator(graph)
         info.update(graph_edges=int(graph.nnz), cells_without_neighbours=int((graph.getnnz(axis=1) == 0).sum()))
 
-    # 3. features: the network sees log1p CP10k; the knn_average ablation averages profiles
-    knn_only = params["architecture"] == "knn_average"
-    neighbour_of = ((lambda x: propagate(operator, profiles(x), 1)) if knn_only
-                    else (lambda x: propagate(operator, log_cp10k(x), hops))) if operator is not None else (lambda x: None)
-    neighbour_rest = neighbour_of(rest)
+    # 3. features: the network sees log1p CP10k projected on the input basis (a fixed linear map from
+    # the visible input; none with input_pcs=0); the knn_average ablation averages profiles
+    own_rest = log_cp10k(rest)
+    basis = None
+    if not knn_only and params["input_pcs"]:
+        basis = input_basis(own_rest, params["input_pcs"], seed=ctx.seed)
+        n_inputs = basis.shape[1]
+        info["input_pcs"] = n_inputs
+    project = (lambda x: x) if basis is None else (lambda x: np.asarray(x @ basis, dtype=np.float32))  # noqa: E731
+
+    def features(x: sp.csr_matrix):
+        """(own input, neighbour input) of counts x."""
+        own = project(log_cp10k(x))
+        if operator is None:
+            return own, None
+        return own, (propagate(operator, profiles(x), 1) if knn_only else propagate(operator, own, hops))
+
+    own_rest, neighbour_rest = features(rest)
     gene_profile = np.asarray(profiles(rest).mean(axis=0)).ravel() + 1e-8
     gene_profile /= gene_profile.sum()
 
@@ -303,9 +461,8 @@ def impute(adata, params, ctx) -> ImputeResult:
         module = KNNAverage(gene_profile).to(device)
     else:
         module = GraphMCV(g, hidden=params["hidden"], latent=params["latent"], neighbour_inputs=hops,
-                          log_profile=np.log(gene_profile)).to(device)
+                          log_profile=np.log(gene_profile), n_inputs=n_inputs).to(device)
 
-    own_rest = log_cp10k(rest)
     split = params["molecular_split"]
     shuffle = np.random.default_rng(rng.integers(2**63))
     batch_size = max(1, min(params["batch_size"], math.ceil(n / MIN_STEPS_PER_EPOCH)))
@@ -314,7 +471,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     def train_batches():
         if split:
             inp, target = thin(rest, params["split_fraction"], rng)
-            own = log_cp10k(inp)
+            own = project(log_cp10k(inp))
         else:
             own, target = own_rest, rest
         return Batches(own, neighbour_rest, target, batch_size, device, order=shuffle.permutation(n))
@@ -342,12 +499,15 @@ def impute(adata, params, ctx) -> ImputeResult:
     del own_rest, neighbour_rest
 
     # 7. inference on all of the input
-    own_all = log_cp10k(counts)
-    rho = predict_profiles(module, own_all, neighbour_of(counts), batch_size=1024, device=device)
+    rho = predict_profiles(module, *features(counts), batch_size=1024, device=device)
     lib = library(counts)
     if own_weight > 0:
+        own_profile = profiles(counts)
         rho *= (1 - own_weight)
-        rho += own_weight * profiles(counts).toarray()
+        for start in range(0, n, 4096):  # the sparse profile, added in row chunks (no dense copy)
+            block = own_profile[start:start + 4096]
+            rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr)) + start
+            rho[rows, block.indices] += own_weight * block.data
     rho *= lib[:, None].astype(np.float32)
     rho[no_depth(lib, NAME)] = 0.0
     if isinstance(module, KNNAverage):

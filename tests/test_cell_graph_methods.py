@@ -130,6 +130,7 @@ def test_the_graph_is_built_from_the_masked_input_only(prepared, name, monkeypat
     assert result.info["graph"]["built_from"] == "the method's masked training input"
     assert result.info["graph"]["n_neighbors"] == 5 and result.info["graph"]["n_edges"] == graph.nnz
     assert 0 < result.info["memory_estimate_gb"] < 1  # the guard's estimate, for bench/scale.py to check
+    assert result.info["graph"]["algorithm"] == "exact"  # small: the exact search, as before
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -56,7 +56,8 @@ def own_knn_graph(values: np.ndarray, *, n_neighbors: int, n_pcs: int, seed: int
     For methods whose papers build their graph from their own masked training input (SCGNN,
     GNNImpute): the graph then carries nothing of the entries the method hides from itself, so early
     stopping on them stays honest. PCA is centred, not scaled per gene (sklearn's PCA, as both
-    official codes); the kNN search is graphs.knn_graph's. ``pcs``: ``own_pcs(values)`` when the caller
+    official codes); the kNN search is graphs.knn_graph's (exact up to graphs.ANN_MIN_CELLS cells,
+    pynndescent above; ``algorithm`` in the record). ``pcs``: ``own_pcs(values)`` when the caller
     already has them."""
     from anndata import AnnData
 
@@ -68,7 +69,8 @@ def own_knn_graph(values: np.ndarray, *, n_neighbors: int, n_pcs: int, seed: int
     graphs.knn_graph(holder, n_neighbors=n_neighbors, n_pcs=n_comps, use_rep="X_own", symmetrise=True,
                      key_added="own", seed=seed)
     record = {"built_from": "the method's masked training input", "kind": "knn", "n_pcs": n_comps,
-              "n_neighbors": n_neighbors, "symmetrise": True, "n_edges": int(holder.obsp["own"].nnz)}
+              "n_neighbors": n_neighbors, "symmetrise": True, "n_edges": int(holder.obsp["own"].nnz),
+              "algorithm": holder.uns["own"]["params"]["algorithm"]}
     return sp.csr_matrix(holder.obsp["own"]), record
 
 

@@ -1,0 +1,161 @@
+"""The GRAPH step's wall time and peak memory against the number of cells, each CLI step in its own process.
+
+The input: ``--cells`` cells resampled with replacement from a real dataset (default
+scdcc_cbmc_citeseq_top2000, 8,617 cells x 2,000 genes) with fresh Poisson noise on every resampled cell
+(``graphmcv_scale.resample``), so that no two cells are copies. QC's ``--min-genes`` is 10 (``--qc``):
+at the default 200, 95% of these cells go (the median CBMC cell detects 78 of the 2,000 genes). For each size the CLI runs, one process
+per step, as the pipeline does:
+
+    graphimpute qc RAW -o qc.h5ad --min-genes 10 ; graphimpute normalise qc.h5ad -o norm.h5ad
+    graphimpute graph norm.h5ad -o none.h5ad --methods none   (PCA + the general kNN-15 graph)
+    graphimpute graph norm.h5ad -o all.h5ad --methods all     (every method's graphs)
+
+Each with ``--threads 1``. Wall time is measured around the process; peak RSS is the process's own
+``ru_maxrss`` (os.wait4), so imports and reading/writing the h5ad are included. The QC and normalise
+outputs are kept in ``--workdir`` and reused (``--steps graph`` runs only the GRAPH steps), so a later
+code version is measured on the same files. Rows are appended to ``--tsv``; ``--md`` is rewritten from
+the whole TSV with the log-log slope of time and memory against cells (between the smallest and the
+largest size measured, per label and step).
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/graph_scale.py --label before --cells 10000,30000,100000
+    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/graph_scale.py --label after --steps graph --cells 10000,30000,100000
+
+The graphimpute that runs is the one on PYTHONPATH (an exported copy of an older commit for a 'before').
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+FIELDS = ["label", "cells", "step", "methods", "wall_s", "peak_mb", "load1_before", "commit", "rc"]
+
+
+def timed(cmd: list[str], log: Path) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MB) and exit code of one child process."""
+    t0 = time.perf_counter()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, proc.returncode  # ru_maxrss is in kB on Linux
+
+
+def commit() -> str:
+    src = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] or str(REPO / "src")
+    marker = Path(src).parent / "COMMIT"
+    if marker.exists():
+        return marker.read_text().strip()
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "src"], capture_output=True, text=True)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def prepare(n: int, workdir: Path, data: Path, seed: int) -> Path:
+    raw = workdir / f"raw_{n}.h5ad"
+    if not raw.exists():
+        import anndata as ad
+        from graphmcv_scale import resample
+
+        resample(ad.read_h5ad(data), n, seed).write_h5ad(raw)
+    return raw
+
+
+def write_md(tsv: Path, md: Path) -> None:
+    rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+    latest: dict[tuple, dict] = {}
+    for row in rows:  # the last measurement of each (label, step, methods, cells) counts
+        if row["rc"] == "0":
+            latest[(row["label"], row["step"], row["methods"], int(row["cells"]))] = row
+    groups: dict[tuple, list] = {}
+    for (label, step, methods, cells), row in sorted(latest.items()):
+        groups.setdefault((label, step, methods), []).append((cells, float(row["wall_s"]), float(row["peak_mb"])))
+    lines = ["# GRAPH step at scale: wall time and peak memory against cells", "",
+             "Written by `bench/graph_scale.py` from `graph_scale.tsv` (one CLI process per step, `--threads 1`; "
+             "peak = the process's ru_maxrss, imports and h5ad I/O included). Exponent: slope of log(value) "
+             "against log(cells) between the smallest and the largest size.", "",
+             "| label | step | methods | cells | wall s | peak MB |", "|---|---|---|---:|---:|---:|"]
+    for (label, step, methods), points in groups.items():
+        for cells, wall, peak in points:
+            lines.append(f"| {label} | {step} | {methods} | {cells:,} | {wall:.1f} | {peak:.0f} |")
+    lines += ["", "| label | step | methods | cells | time exponent | memory exponent |", "|---|---|---|---|---:|---:|"]
+    for (label, step, methods), points in groups.items():
+        if len(points) < 2:
+            continue
+        (c0, w0, m0), (c1, w1, m1) = points[0], points[-1]
+        span = np.log(c1 / c0)
+        lines.append(f"| {label} | {step} | {methods} | {c0:,}–{c1:,} | {np.log(w1 / w0) / span:.2f} | "
+                     f"{np.log(m1 / m0) / span:.2f} |")
+    md.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "scdcc_cbmc_citeseq_top2000.h5ad")
+    parser.add_argument("--cells", default="10000,30000,100000")
+    parser.add_argument("--label", required=True, help="e.g. before / after (a column of the TSV)")
+    parser.add_argument("--steps", choices=["all", "graph"], default="all",
+                        help="graph: reuse the QC and normalise outputs already in --workdir")
+    parser.add_argument("--graph-methods", default="none;all", help="';'-separated --methods values of the GRAPH runs")
+    parser.add_argument("--qc", default="--min-genes 10", help="options of the QC step (space-separated)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/graph_scale"))
+    parser.add_argument("--tsv", type=Path, default=REPO / "bench" / "results" / "graph_scale.tsv")
+    parser.add_argument("--md", type=Path, default=REPO / "bench" / "results" / "graph_scale.md")
+    parser.add_argument("--keep-outputs", action="store_true", help="keep the GRAPH outputs (for comparisons)")
+    args = parser.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    cli = [sys.executable, "-m", "graphimpute"]
+    rev = commit()
+    new = not args.tsv.exists()
+    with open(args.tsv, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, FIELDS, delimiter="\t")
+        if new:
+            writer.writeheader()
+        for n in [int(c) for c in args.cells.split(",")]:
+            raw = prepare(n, args.workdir, args.data, args.seed)
+            qc, norm = args.workdir / f"qc_{n}.h5ad", args.workdir / f"norm_{n}.h5ad"
+            log = args.workdir / f"{args.label}_{n}.log"
+            steps = []
+            if args.steps == "all":
+                steps += [("qc", "", [*cli, "qc", str(raw), "-o", str(qc), *args.qc.split()], qc),
+                          ("normalise", "", [*cli, "normalise", str(qc), "-o", str(norm)], norm)]
+            elif not norm.exists():
+                raise SystemExit(f"{norm} is missing: run once with --steps all")
+            for spec in args.graph_methods.split(";"):
+                out = args.workdir / f"{args.label}_graph_{spec.replace(',', '+')}_{n}.h5ad"
+                steps.append(("graph", spec, [*cli, "graph", str(norm), "-o", str(out), "--methods", spec], out))
+            for step, spec, cmd, out in steps:
+                if out.exists():
+                    out.unlink()
+                load = os.getloadavg()[0]
+                wall, peak, rc = timed([*cmd, "--threads", "1", "--seed", str(args.seed), "--log-file", str(log)], log)
+                row = {"label": args.label, "cells": n, "step": step, "methods": spec, "wall_s": round(wall, 1),
+                       "peak_mb": round(peak), "load1_before": round(load, 2), "commit": rev, "rc": rc}
+                writer.writerow(row)
+                handle.flush()
+                print("\t".join(str(row[f]) for f in FIELDS), flush=True)
+                if step == "graph" and not args.keep_outputs and out.exists():
+                    out.unlink()
+                if rc:
+                    raise SystemExit(f"{step} failed (exit {rc}); see {log}")
+    write_md(args.tsv, args.md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

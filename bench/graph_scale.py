@@ -17,10 +17,16 @@ code version is measured on the same files. Rows are appended to ``--tsv``; ``--
 the whole TSV with the log-log slope of time and memory against cells (between the smallest and the
 largest size measured, per label and step).
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/graph_scale.py --label before --cells 10000,30000,100000
-    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/graph_scale.py --label after --steps graph --cells 10000,30000,100000
+The graphimpute that runs is the one on PYTHONPATH: for 'before', an exported copy of the older commit
+(its hash in a COMMIT file beside its src, which the TSV records). bench/results/graph_scale.tsv was made
+with the two interleaved per size, so that both meet similar load:
 
-The graphimpute that runs is the one on PYTHONPATH (an exported copy of an older commit for a 'before').
+    git archive 5871bfb src | tar -x -C /tmp/gs_before && echo 5871bfb > /tmp/gs_before/COMMIT
+    export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+    for n in 10000 30000 100000; do
+      PYTHONPATH=/tmp/gs_before/src python bench/graph_scale.py --label before --cells $n
+      PYTHONPATH=src python bench/graph_scale.py --label after --steps graph --cells $n
+    done
 """
 
 from __future__ import annotations

@@ -44,9 +44,9 @@ ANN_MAX_SEARCH = 32
 # Above this many cells PCA (and GraphSCI's gene correlation) work on the sparse log-normalised matrix
 # (PCA: genes scaled and clipped in place, centring left implicit to the solver) instead of densifying
 # cells x genes (float32 for PCA, float64 twice for the correlation). The sparse PCA is the same up to
-# rounding (components |r| >= 0.999999, 15-NN lists 99.99% the same at 9k cells) and faster at every size
-# measured (0.5 s vs 3.7 s at 9k, 10 s vs 68 s at 92k); the threshold only keeps the results at the
-# benchmark's sizes (all datasets <= 10k cells) bit for bit those of before.
+# rounding (components |r| >= 0.999999, 15-NN lists 99.99% the same at 9k cells) and faster at every
+# size measured (0.6 s vs 4.9 s at 9k, 22 s vs 111 s at 92k: bench/results/graph_ann_*.json); the
+# threshold keeps the results at the benchmark's sizes (all datasets <= 10k cells) bit for bit.
 SPARSE_MIN_CELLS = 20_000
 
 

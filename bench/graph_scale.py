@@ -17,10 +17,16 @@ code version is measured on the same files. Rows are appended to ``--tsv``; ``--
 the whole TSV with the log-log slope of time and memory against cells (between the smallest and the
 largest size measured, per label and step).
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/graph_scale.py --label before --cells 10000,30000,100000
-    PYTHONPATH=src OMP_NUM_THREADS=1 python bench/graph_scale.py --label after --steps graph --cells 10000,30000,100000
+The graphimpute that runs is the one on PYTHONPATH: for 'before', an exported copy of the older commit
+(its hash in a COMMIT file beside its src, which the TSV records). bench/results/graph_scale.tsv was made
+with the two interleaved per size, so that both meet similar load:
 
-The graphimpute that runs is the one on PYTHONPATH (an exported copy of an older commit for a 'before').
+    git archive 5871bfb src | tar -x -C /tmp/gs_before && echo 5871bfb > /tmp/gs_before/COMMIT
+    export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1
+    for n in 10000 30000 100000; do
+      PYTHONPATH=/tmp/gs_before/src python bench/graph_scale.py --label before --cells $n
+      PYTHONPATH=src python bench/graph_scale.py --label after --steps graph --cells $n
+    done
 """
 
 from __future__ import annotations
@@ -38,18 +44,19 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-FIELDS = ["label", "cells", "step", "methods", "wall_s", "peak_mb", "load1_before", "commit", "rc"]
+FIELDS = ["label", "cells", "step", "methods", "wall_s", "cpu_s", "peak_mb", "load1_before", "commit", "rc"]
 
 
-def timed(cmd: list[str], log: Path) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (MB) and exit code of one child process."""
+def timed(cmd: list[str], log: Path) -> tuple[float, float, float, int]:
+    """Wall seconds, CPU seconds (user + system), peak RSS (MB) and exit code of one child process."""
     t0 = time.perf_counter()
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, proc.returncode  # ru_maxrss is in kB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, proc.returncode  # ru_maxrss is in kB on Linux
 
 
 def commit() -> str:
@@ -83,24 +90,56 @@ def write_md(tsv: Path, md: Path) -> None:
             latest[(row["label"], row["step"], row["methods"], int(row["cells"]))] = row
     groups: dict[tuple, list] = {}
     for (label, step, methods, cells), row in sorted(latest.items()):
-        groups.setdefault((label, step, methods), []).append((cells, float(row["wall_s"]), float(row["peak_mb"])))
+        groups.setdefault((label, step, methods), []).append(
+            (cells, float(row["wall_s"]), float(row["cpu_s"]), float(row["peak_mb"])))
+    intro = md.with_name(md.stem + "_intro.md")  # hand-written: what the labels are, what was concluded
     lines = ["# GRAPH step at scale: wall time and peak memory against cells", "",
+             *([intro.read_text().strip(), ""] if intro.exists() else []),
              "Written by `bench/graph_scale.py` from `graph_scale.tsv` (one CLI process per step, `--threads 1`; "
-             "peak = the process's ru_maxrss, imports and h5ad I/O included). Exponent: slope of log(value) "
-             "against log(cells) between the smallest and the largest size.", "",
-             "| label | step | methods | cells | wall s | peak MB |", "|---|---|---|---:|---:|---:|"]
+             "CPU = user + system seconds of the process, less sensitive than wall time to other work on the "
+             "machine; peak = the process's ru_maxrss, imports and h5ad I/O included). `cells`: the resampled "
+             "cells before QC (about 92% pass). Exponent: slope of log(value) against log(cells) between the "
+             "smallest and the largest size.", "",
+             "| label | step | methods | cells | wall s | CPU s | peak MB |", "|---|---|---|---:|---:|---:|---:|"]
     for (label, step, methods), points in groups.items():
-        for cells, wall, peak in points:
-            lines.append(f"| {label} | {step} | {methods} | {cells:,} | {wall:.1f} | {peak:.0f} |")
-    lines += ["", "| label | step | methods | cells | time exponent | memory exponent |", "|---|---|---|---|---:|---:|"]
+        for cells, wall, cpu, peak in points:
+            lines.append(f"| {label} | {step} | {methods} | {cells:,} | {wall:.1f} | {cpu:.1f} | {peak:.0f} |")
+    lines += ["", "| label | step | methods | cells | wall exponent | CPU exponent | memory exponent |",
+              "|---|---|---|---|---:|---:|---:|"]
     for (label, step, methods), points in groups.items():
         if len(points) < 2:
             continue
-        (c0, w0, m0), (c1, w1, m1) = points[0], points[-1]
+        (c0, w0, u0, m0), (c1, w1, u1, m1) = points[0], points[-1]
         span = np.log(c1 / c0)
         lines.append(f"| {label} | {step} | {methods} | {c0:,}–{c1:,} | {np.log(w1 / w0) / span:.2f} | "
-                     f"{np.log(m1 / m0) / span:.2f} |")
+                     f"{np.log(u1 / u0) / span:.2f} | {np.log(m1 / m0) / span:.2f} |")
+    lines += ann_table(md.parent)
     md.write_text("\n".join(lines) + "\n")
+
+
+def ann_table(folder: Path) -> list[str]:
+    """The accuracy and cost of the large-size paths from ``bench/graph_ann.py``'s records, if any."""
+    import json
+
+    records = sorted((json.loads(p.read_text()) for p in folder.glob("graph_ann_*k.json")), key=lambda r: r["cells"])
+    if not records:
+        return []
+    lines = ["", "## The large-size paths against the exact ones (`bench/graph_ann.py`, `graph_ann_*.json`)", "",
+             "Same normalised file, one process, one thread; kNN-15 on 50 PCs. Recall: share of each cell's exact "
+             "15 neighbours that pynndescent finds (directed lists); Jaccard: of the symmetrised graphs' edges. "
+             "PCA overlap: share of the exact 15-NN lists that are the same on the sparse and the dense PCA. "
+             "pynndescent's time is after a warm-up; its numba compilation (once per process, not cached) is "
+             "the 'compile' column. Wall seconds on a shared 2-core machine (load in the last column).", "",
+             "| cells after QC | PCA dense s | PCA sparse s | min abs r of the 50 PCs | PCA 15-NN overlap | exact kNN s | "
+             "pynndescent s | compile s | recall | Jaccard | same seed, same graph | load |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for r in records:
+        lines.append(
+            f"| {r['cells']:,} | {r['pca_dense_s']} | {r.get('pca_sparse_s', '')} | {r.get('pca_component_abs_corr_min', '')} | "
+            f"{r.get('knn_overlap_sparse_vs_dense_pca', '')} | {r.get('knn_exact_s', '')} | {r['knn_pynndescent_s']} | "
+            f"{r['pynndescent_first_call_s']} | {r.get('recall', '')} | {r.get('symmetrised_edge_jaccard', '')} | "
+            f"{'yes' if r['pynndescent_same_seed_identical'] else 'NO'} | {r['load1']:.1f} |")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -143,9 +182,9 @@ def main(argv=None) -> int:
                 if out.exists():
                     out.unlink()
                 load = os.getloadavg()[0]
-                wall, peak, rc = timed([*cmd, "--threads", "1", "--seed", str(args.seed), "--log-file", str(log)], log)
+                wall, cpu, peak, rc = timed([*cmd, "--threads", "1", "--seed", str(args.seed), "--log-file", str(log)], log)
                 row = {"label": args.label, "cells": n, "step": step, "methods": spec, "wall_s": round(wall, 1),
-                       "peak_mb": round(peak), "load1_before": round(load, 2), "commit": rev, "rc": rc}
+                       "cpu_s": round(cpu, 1), "peak_mb": round(peak), "load1_before": round(load, 2), "commit": rev, "rc": rc}
                 writer.writerow(row)
                 handle.flush()
                 print("\t".join(str(row[f]) for f in FIELDS), flush=True)

@@ -29,20 +29,24 @@ PEARSON_MAX_GENES = 5000
 # Above this many cells the kNN graphs are searched approximately, with pynndescent (NN-descent on a
 # random-projection forest, as scanpy's and umap's neighbours): the exact search compares every pair,
 # O(n²) time. At or below it the search stays sklearn's exact one, bit for bit the graphs of before.
-# Measured on resampled CBMC, one thread (bench/results/graph_scale.md): exact kNN-15 0.3 s at 9k cells,
-# 4 s at 28k, 41 s at 92k; pynndescent 1-2.5 s at 28k-92k plus ~30 s of numba compilation once per
-# process (not cached). One search breaks even near 80k cells; the GRAPH step with every method's graphs
-# (three kNN searches: k = 15, 5, 30) near 50k. Recall of the exact neighbours 0.95-0.97.
-ANN_MIN_CELLS = 50_000
-# pynndescent searches this many times the neighbours asked for and keeps the nearest: at 28k cells,
-# k = 15, the recall of the exact neighbours goes from 0.951 to 0.997 for 2.4x its (small) search time.
+# Measured on resampled CBMC, one thread, on a loaded 2-core machine (bench/results/graph_scale.md):
+# exact kNN-15 0.6 s at 9k cells, 3.7 s at 28k, 67 s at 92k (n²); pynndescent (32 neighbours searched,
+# below) 0.6 s, 3.4 s, 19 s plus a fixed ~30-60 s of numba compilation once per process (pynndescent does
+# not cache it). So one kNN-15 search breaks even near 80-100k cells and the GRAPH step with every
+# method's graphs (three searches: k = 15, 5, 30) near 60k; beyond, the exact search's n² takes over.
+ANN_MIN_CELLS = 80_000
+# pynndescent searches ANN_OVERSEARCH times the neighbours asked for, at most ANN_MAX_SEARCH (never fewer
+# than asked), and keeps the nearest. At 92k cells (bench/results/graph_ann_search_100k.jsonl) recall of
+# the exact neighbours / seconds: k=5 0.979 / 1.8 -> 0.995 / 3.0; k=15 0.971 / 4.2 -> 0.998 / 13.4;
+# k=30 stays 0.987 / 12.4 (2x would be 0.9995 for 35 s).
 ANN_OVERSEARCH = 2
+ANN_MAX_SEARCH = 32
 # Above this many cells PCA (and GraphSCI's gene correlation) work on the sparse log-normalised matrix
 # (PCA: genes scaled and clipped in place, centring left implicit to the solver) instead of densifying
 # cells x genes (float32 for PCA, float64 twice for the correlation). The sparse PCA is the same up to
-# rounding (components |r| >= 0.999999, 15-NN lists 99.99% the same at 9k cells) and faster at every size
-# measured (0.5 s vs 3.7 s at 9k, 10 s vs 68 s at 92k); the threshold only keeps the results at the
-# benchmark's sizes (all datasets <= 10k cells) bit for bit those of before.
+# rounding (components |r| >= 0.999999, 15-NN lists 99.99% the same at 9k cells) and faster at every
+# size measured (0.6 s vs 4.9 s at 9k, 22 s vs 111 s at 92k: bench/results/graph_ann_*.json); the
+# threshold keeps the results at the benchmark's sizes (all datasets <= 10k cells) bit for bit.
 SPARSE_MIN_CELLS = 20_000
 
 
@@ -178,7 +182,8 @@ def knn_algorithm(n_cells: int, algorithm: str = "auto") -> str:
 def neighbours(rep: np.ndarray, n: int, *, algorithm: str, seed: int = 0) -> np.ndarray:
     """(cells, n) indices of each row's ``n`` nearest rows of ``rep`` (Euclidean), the row itself
     usually first. ``"exact"``: sklearn, every pair compared; ``"pynndescent"``: approximate (searches
-    ``ANN_OVERSEARCH`` x ``n`` neighbours and keeps the ``n`` nearest), memory linear in the cells,
+    ``ANN_OVERSEARCH`` x ``n`` neighbours, at most ``ANN_MAX_SEARCH``, and keeps the ``n`` nearest), memory
+    linear in the cells,
     deterministic for a seed (one numba thread)."""
     if algorithm == "exact":
         from sklearn.neighbors import NearestNeighbors
@@ -188,7 +193,7 @@ def neighbours(rep: np.ndarray, n: int, *, algorithm: str, seed: int = 0) -> np.
         raise ValueError(f"unknown kNN algorithm {algorithm!r}")
     from pynndescent import NNDescent
 
-    search = max(n, min(ANN_OVERSEARCH * n, rep.shape[0] - 1))
+    search = max(n, min(ANN_OVERSEARCH * n, ANN_MAX_SEARCH, rep.shape[0] - 1))
     index = NNDescent(np.ascontiguousarray(rep, dtype=np.float32), n_neighbors=search, metric="euclidean",
                       random_state=seed, n_jobs=1, low_memory=True)
     idx = index.neighbor_graph[0][:, :n]  # sorted by distance: the n nearest found

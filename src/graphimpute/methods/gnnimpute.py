@@ -38,7 +38,9 @@ DEFAULTS = {
     "mask_fraction": 0.1,  # of each gene's non-zeros, hidden from the input
     "train_fraction": 0.6,
     "val_fraction": 0.2,
-    "lr": 1e-4,  # the paper's value (official code: 1e-3)
+    # the official code's value; the paper's 1e-4 scored worse on MCV Poisson and took 2-10x longer
+    # (bench/results/gnnimpute_lr.md; docs/methods.md)
+    "lr": 1e-3,
     "weight_decay": 5e-4,
     "max_epochs": 3000,
     "n_neighbors": 5,  # the cell graph: PCA (n_pcs) of the masked input -> Euclidean kNN, both directions

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from graphmcv_scale import resample  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FIELDS = ["cells", "run", "n_obs", "status", "exit_code", "wall_s", "peak_rss_mb", "memory_estimate_gb", "epochs",
+FIELDS = ["cells", "run", "n_obs", "status", "exit_code", "wall_s", "cpu_s", "peak_rss_mb", "memory_estimate_gb", "epochs",
           "epoch_s", "default_max_epochs", "params", "threads", "load_before", "date", "message"]
 STEPS = ("qc", "normalise", "graph")
 # one history per model, several models per run: no projection from a median epoch
@@ -49,7 +49,8 @@ SEVERAL_MODELS = ("cnnimpute",)
 
 
 def measured(command: list[str], timeout_s: float, log_path: Path) -> dict:
-    """Run ``command`` in its own process group; its wall time, peak RSS (MB), exit code and status."""
+    """Run ``command`` in its own process group; its wall time, CPU time (user + system: the figure to
+    compare on a loaded machine), peak RSS (MB), exit code and status."""
     with open(log_path, "w") as log:
         t0 = time.perf_counter()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -76,6 +77,7 @@ def measured(command: list[str], timeout_s: float, log_path: Path) -> dict:
         errors = [line for line in lines if line.startswith("Error:")]
         message = (errors or lines or [""])[-1][:300]
     return {"status": status, "exit_code": exit_code, "wall_s": round(wall, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "message": message}
 
 

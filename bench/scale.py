@@ -73,7 +73,8 @@ def measured(command: list[str], timeout_s: float, log_path: Path) -> dict:
                   else "killed" if exit_code < 0 else "failed")
     message = ""
     if status != "ok":
-        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+        text = log_path.read_text(errors="replace").replace("\x00", "")  # a log cut back by the CLI leaves NULs
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("Error:")]
         message = (errors or lines or [""])[-1][:300]
     return {"status": status, "exit_code": exit_code, "wall_s": round(wall, 1),

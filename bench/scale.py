@@ -141,7 +141,8 @@ def measure_size(n_cells: int, names: list[str], args) -> list[dict]:
             output.unlink()  # a method's output from an earlier try must not be read back as this one's
         load = os.getloadavg()[0]
         print(f"{n_cells} cells: {run} ...", flush=True)
-        result = measured([*commands[run], *common], args.timeout_min * 60, folder / f"{run}.stdout"  # the CLI writes its own <output>.log)
+        # the capture is <run>.stdout: the CLI writes its own log, <output>.log, and cuts it back when it fails
+        result = measured([*commands[run], *common], args.timeout_min * 60, folder / f"{run}.stdout")
         row = {"cells": n_cells, "run": run, **result, "threads": args.threads, "load_before": round(load, 1),
                "date": time.strftime("%Y-%m-%d %H:%M")}
         if result["status"] == "ok":

@@ -140,11 +140,13 @@ def estimate_memory_gb(*, n_cells: int, n_genes: int, batch_size: int, dense_adj
     """Peak memory of training in GiB (2^30 bytes, the unit of ``max_memory_gb``): genes x genes
     tensors (W with its gradient and Adam moments, ZZᵀ, Â, W ⊙ Â and their gradients; the dense BCE's
     labels and terms), cells x genes tensors of one step (layer outputs, ZINB terms and gradients) and
-    the data, plus 600 MB of margin. Coefficients checked against the measured growth of the process
-    (bench/results/graphsci.md)."""
+    the data (counts, the scaled input and the scaling's dense temporaries: 6 floats per cell x gene),
+    plus 600 MB of margin. Coefficients checked against the measured growth of the process
+    (bench/results/graphsci.md) and its peak at 10k/30k/100k cells (bench/results/scale.md: with 4 floats
+    per cell x gene of data the estimate was 0.7 GiB under the peak less the interpreter at 100k)."""
     genes_sq = (14 + (2 if dense_adjacency else 0)) * n_genes**2
     per_step = 20 * batch_size * n_genes
-    data = 4 * n_cells * n_genes
+    data = 6 * n_cells * n_genes
     return ((genes_sq + per_step + data) * 4 / 2**20 + 600) / 1024
 
 

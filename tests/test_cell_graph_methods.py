@@ -247,9 +247,11 @@ def test_gnnimpute_architecture():
     assert out.shape == (4, 200) and out.min() >= 0
 
 
-def test_gnnimpute_defaults_are_the_papers():
+def test_gnnimpute_defaults_are_the_papers_but_the_measured_lr():
     d = methods.get("gnnimpute").defaults
-    assert (d["lr"], d["weight_decay"], d["max_epochs"], d["patience"]) == (1e-4, 5e-4, 3000, 200)
+    # lr: the official code's 1e-3, not the paper's 1e-4 (measured: bench/results/gnnimpute_lr.md)
+    assert (d["lr"], d["weight_decay"], d["max_epochs"], d["patience"]) == (1e-3, 5e-4, 3000, 200)
+    assert (d["full_batch_max_cells"], d["step_cells"]) == (10_000, 4096)  # the paper's full graph below
     assert (d["train_fraction"], d["val_fraction"], d["mask_fraction"]) == (0.6, 0.2, 0.1)
     assert (d["hidden_dim"], d["latent_dim"], d["heads"]) == (512, 50, 3)
 

@@ -196,8 +196,10 @@ def test_cells_in_one_step_up_to_a_size_then_in_batches(monkeypatch):
     assert full > 16 > auto  # the default max_memory_gb refuses the one and runs the other
     assert run(simulated(), max_epochs=2).info["training"] == "full batch"  # 150 cells
     monkeypatch.setattr(graphsci, "AUTO_BATCH_SIZE", 64)
-    result = run(simulated(), max_epochs=2, full_batch_max_cells=100)
-    assert result.info["training"] == "mini-batch: 3 steps of 64 cells per epoch"
+    result = run(simulated(), max_epochs=6, full_batch_max_cells=100)  # 6 updates: 2 epochs of 3 steps
+    assert result.info["training"] == ("mini-batch: 3 steps of 64 cells per epoch, 2 epochs "
+                                       "(max_epochs=6 counted in optimiser steps)")
+    assert result.info["steps_per_epoch"] == 3 and len(result.history["epochs"]) == 2
     assert result.info["batch_size"] == 64
     assert result.info["memory_estimate_gb"] > 0
 

@@ -187,6 +187,20 @@ def test_learning_rate_decay_is_recorded():
     assert [r["lr"] for r in history.epochs] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
 
 
+def test_a_full_batch_schedule_in_mini_batch_epochs_keeps_the_updates():
+    assert train.schedule_in_steps(1, max_epochs=3000, patience=200, lr_decay_every=50) == {
+        "max_epochs": 3000, "patience": 200, "lr_decay_every": 50}
+    # 100,000 cells in 23 steps: the paper's 3,000 updates and patience of 200 in whole epochs
+    steps = train.schedule_in_steps(23, max_epochs=3000, patience=200, lr_decay_every=50)
+    assert (steps["max_epochs"], steps["patience"]) == (131, 9) and steps["lr_decay_every"] == pytest.approx(50 / 23)
+    assert train.schedule_in_steps(400, max_epochs=100, patience=5)["patience"] == 1  # checked once per epoch
+    # the smooth decay per update is the full-batch one: after e epochs of 4 steps, lr·0.5^(4e/8)
+    _, history = fit_regressor(max_epochs=3, lr=0.1, lr_decay=0.5, lr_decay_staircase=False,
+                               **{k: v for k, v in train.schedule_in_steps(4, max_epochs=12, lr_decay_every=8).items()
+                                  if k != "max_epochs"})
+    assert [r["lr"] for r in history.epochs] == pytest.approx([0.1 * 0.5 ** (4 * e / 8) for e in range(3)])
+
+
 def test_non_finite_loss_stops_with_a_clear_error():
     def loss(module, batch):
         return {"loss": module.w * float("nan")}

@@ -21,6 +21,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -85,7 +86,7 @@ class TrainConfig:
     # (a method whose paper trains a fixed schedule, or stops without restoring, as Keras' EarlyStopping)
     restore_best: bool = True
     min_delta: float = 0.0
-    lr_decay_every: int | None = None  # multiply lr by lr_decay every this many epochs
+    lr_decay_every: float | None = None  # multiply lr by lr_decay every this many epochs
     lr_decay: float = 1.0
     lr_decay_staircase: bool = True  # True: in steps (StepLR); False: smoothly, lr·decay^(epoch/every)
     grad_clip: float | None = None
@@ -120,6 +121,25 @@ class History:
         d = asdict(self)
         d["n_epochs"] = self.n_epochs
         return d
+
+
+def schedule_in_steps(steps_per_epoch: int, *, max_epochs: int, patience: int | None = None,
+                      lr_decay_every: float | None = None) -> dict[str, Any]:
+    """``max_epochs``, ``patience`` and ``lr_decay_every`` of a paper that trains in full batch (one
+    optimiser step per epoch), for epochs of ``steps_per_epoch`` mini-batch steps: the same number of
+    updates (rounded up to whole epochs), the same patience in updates (at least one epoch, as the
+    validation loss is checked once per epoch) and the same decay per update, so that crossing the
+    mini-batch threshold does not multiply the training by the number of steps
+    (bench/results/minibatch_schedule.md)."""
+    if steps_per_epoch <= 1:
+        return {"max_epochs": max_epochs, "patience": patience, "lr_decay_every": lr_decay_every}
+
+    def epochs(steps: int) -> int:
+        return max(1, math.ceil(steps / steps_per_epoch))
+
+    return {"max_epochs": epochs(max_epochs),
+            "patience": None if patience is None else epochs(patience),
+            "lr_decay_every": None if lr_decay_every is None else lr_decay_every / steps_per_epoch}
 
 
 def fit(
@@ -223,7 +243,7 @@ def _scheduler(optimiser, config: TrainConfig):
     if not config.lr_decay_every:
         return None
     if config.lr_decay_staircase:
-        return torch.optim.lr_scheduler.StepLR(optimiser, config.lr_decay_every, config.lr_decay)
+        return torch.optim.lr_scheduler.StepLR(optimiser, max(1, round(config.lr_decay_every)), config.lr_decay)
     gamma = config.lr_decay ** (1.0 / config.lr_decay_every)
     return torch.optim.lr_scheduler.ExponentialLR(optimiser, gamma)
 

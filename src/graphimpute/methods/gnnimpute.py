@@ -42,6 +42,8 @@ DEFAULTS = {
     # (bench/results/gnnimpute_lr.md; docs/methods.md)
     "lr": 1e-3,
     "weight_decay": 5e-4,
+    # full-graph epochs, i.e. optimiser steps; in mini-batch (above full_batch_max_cells) max_epochs
+    # and patience count optimiser steps (train.schedule_in_steps)
     "max_epochs": 3000,
     "n_neighbors": 5,  # the cell graph: PCA (n_pcs) of the masked input -> Euclidean kNN, both directions
     "n_pcs": 50,

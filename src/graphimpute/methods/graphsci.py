@@ -39,7 +39,9 @@ LEARNED_GRAPH_KEY = "graphsci_learned"
 
 
 DEFAULTS = {
-    "max_epochs": 100,  # official code (the paper gives none); one full-batch step per epoch
+    # official code (the paper gives none): one full-batch step per epoch. In mini-batch (above
+    # full_batch_max_cells) it and lr_decay_steps count optimiser steps (train.schedule_in_steps)
+    "max_epochs": 100,
     "lr": 0.01,  # paper
     "lr_decay": 0.9,  # paper: lr·0.9^(step/50), TensorFlow's exponential_decay
     "lr_decay_steps": 50,  # paper; the official code feeds the epoch as the step

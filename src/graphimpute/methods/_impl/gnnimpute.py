@@ -200,8 +200,10 @@ def impute(adata, params, ctx) -> ImputeResult:
     else:
         train_data, val_data = (lambda: ["train"]), (lambda: ["val"])
     fingerprint = run_fingerprint(adata, "gnnimpute", params, ctx)
-    config = train_config(ctx, "gnnimpute", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
-                          weight_decay=params["weight_decay"], patience=params["patience"])
+    steps_per_epoch = len(fixed_groups) if mini_batch else 1
+    schedule = train.schedule_in_steps(steps_per_epoch, max_epochs=params["max_epochs"], patience=params["patience"])
+    config = train_config(ctx, "gnnimpute", fingerprint, **schedule, lr=params["lr"],
+                          weight_decay=params["weight_decay"])
     history = train.fit(module, loss, config=config, device=device, train_data=train_data, val_data=val_data)
 
     # 5. the full reconstruction of the unmasked input, back to counts on each cell's library
@@ -220,8 +222,11 @@ def impute(adata, params, ctx) -> ImputeResult:
         "graph": graph_record,
         "qc": "cell/gene filters of the paper are the pipeline's QC step (not repeated)",
         "memory_estimate_gb": round(need, 6),
-        "training": (f"mini-batch: {len(fixed_groups)} steps per epoch of {PARTS_PER_STEP} of {n_parts} k-means parts "
-                     f"(~{step_cells} cells) with the edges among them" if mini_batch else "full graph"),
+        "steps_per_epoch": int(steps_per_epoch),
+        "training": (f"mini-batch: {steps_per_epoch} steps per epoch of {PARTS_PER_STEP} of {n_parts} k-means parts "
+                     f"(~{step_cells} cells) with the edges among them; at most {schedule['max_epochs']} epochs, "
+                     f"patience {schedule['patience']} (max_epochs and patience counted in optimiser steps)"
+                     if mini_batch else "full graph"),
     }
     log.info("gnnimpute: best epoch %s of %d", history.best_epoch, history.n_epochs)
     return ImputeResult(imputed=imputed.astype(np.float32, copy=False), history=history.to_dict(), info=info)

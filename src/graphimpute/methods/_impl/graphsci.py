@@ -238,10 +238,13 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
     module = GraphSCIModule(n_cells=n, n_genes=g, hidden=params["hidden"], latent=params["latent"],
                             dropout=params["dropout"], gcn_activation=params["gcn_activation"]).to(device)
     fingerprint = run_fingerprint(adata, "graphsci", params, ctx, reads=(GRAPH.key, _keys.SIZE_FACTOR))
+    steps_per_epoch = -(-n // batch_size)
+    schedule = train.schedule_in_steps(steps_per_epoch, max_epochs=params["max_epochs"],
+                                       lr_decay_every=params["lr_decay_steps"])
     config = train_config(
-        ctx, "graphsci", fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
-        weight_decay=params["weight_decay"], lr_decay_every=params["lr_decay_steps"], lr_decay=params["lr_decay"],
-        lr_decay_staircase=params["lr_decay_staircase"], restore_best=False)  # a fixed schedule; the last epoch's weights
+        ctx, "graphsci", fingerprint, **schedule, lr=params["lr"], weight_decay=params["weight_decay"],
+        lr_decay=params["lr_decay"], lr_decay_staircase=params["lr_decay_staircase"],
+        restore_best=False)  # a fixed schedule; the last epoch's weights
     history = train.fit(module, lambda m, cells: loss(m, cells, data), config=config, device=device,
                         train_data=_cell_batches(n, batch_size, ctx.seed, device))
 
@@ -254,7 +257,10 @@ def impute(adata: AnnData, params: dict, ctx) -> ImputeResult:
         "gene_graph_edges": int(graph.nnz),
         "adjacency_loss": "dense" if dense else "sampled non-edges",
         "batch_size": int(batch_size),
-        "training": "full batch" if batch_size >= n else f"mini-batch: {-(-n // batch_size)} steps of {batch_size} cells per epoch",
+        "steps_per_epoch": int(steps_per_epoch),
+        "training": "full batch" if batch_size >= n else
+                    f"mini-batch: {steps_per_epoch} steps of {batch_size} cells per epoch, {schedule['max_epochs']} epochs "
+                    f"(max_epochs={params['max_epochs']} counted in optimiser steps)",
         "memory_estimate_gb": round(need, 6),
         "learned_graph": {"key": LEARNED_GRAPH_KEY, "n_edges": int(learned.nnz),
                           "threshold": params["learned_graph_threshold"],

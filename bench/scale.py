@@ -42,7 +42,7 @@ from graphmcv_scale import resample  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ["cells", "run", "n_obs", "status", "exit_code", "wall_s", "cpu_s", "peak_rss_mb", "memory_estimate_gb", "epochs",
-          "epoch_s", "default_max_epochs", "params", "threads", "load_before", "date", "message"]
+          "epoch_s", "steps_per_epoch", "default_max_epochs", "params", "threads", "load_before", "date", "message"]
 STEPS = ("qc", "normalise", "graph")
 # one history per model, several models per run: no projection from a median epoch
 SEVERAL_MODELS = ("cnnimpute",)
@@ -95,6 +95,8 @@ def method_record(path: Path) -> dict:
         out["memory_estimate_gb"] = round(float(info["memory_estimate_gb"]), 3)
     if "n_epochs" in history:
         out["epochs"] = int(history["n_epochs"])
+    if "steps_per_epoch" in info:  # mini-batch: max_epochs counts optimiser steps (train.schedule_in_steps)
+        out["steps_per_epoch"] = int(info["steps_per_epoch"])
     times = (history.get("epochs") or {}).get("time_s")
     if times is not None and len(times):
         out["epoch_s"] = round(float(np.median(times)), 2)
@@ -187,7 +189,7 @@ def markdown(rows: list[dict]) -> str:
                               + sorted({r["run"] for r in rows} - set(STEPS))))
     by = {(int(r["cells"]), r["run"]): r for r in rows}
     head = ("| run | " + " | ".join(f"{n:,} cells" for n in sizes)
-            + " | time exponent (per epoch where one is recorded) | peak memory exponent |")
+            + " | time exponent (per epoch, one pass over the cells, where one is recorded) | peak memory exponent |")
     lines = [head, "|" + "---|" * (len(sizes) + 3)]
     for run in runs:
         cells, ok = [], []
@@ -203,9 +205,14 @@ def markdown(rows: list[dict]) -> str:
                 text += f", {r['epochs']} ep"
             if r.get("params"):
                 text += f" [{r['params']}]"
-            if r.get("epoch_s") and r.get("default_max_epochs") and run not in SEVERAL_MODELS:
-                epoch_s, most = float(r["epoch_s"]), int(r["default_max_epochs"])
-                text += f"; {epoch_s:.3g} s/ep → ≤ {epoch_s * most / 60:.3g} min of epochs at {most}"
+            if r.get("epoch_s") and run not in SEVERAL_MODELS:
+                text += f"; {float(r['epoch_s']):.3g} s/ep"
+                if r.get("steps_per_epoch") and int(r["steps_per_epoch"]) > 1:
+                    text += f" of {r['steps_per_epoch']} steps"
+                if r.get("default_max_epochs") and "max_epochs" in (r.get("params") or ""):  # cut short: project
+                    most = int(r["default_max_epochs"])
+                    epochs = math.ceil(most / max(int(r.get("steps_per_epoch") or 1), 1))
+                    text += f" → ≤ {float(r['epoch_s']) * epochs / 60:.3g} min of epochs at max_epochs {most}"
             if run == "qc" and r.get("n_obs"):
                 text += f", {int(r['n_obs']):,} cells kept"
             if r["status"] != "ok":

@@ -295,6 +295,10 @@ def test_gnnimpute_group_inference_is_the_full_graph_forward():
     parts = gnnimpute.cell_parts(rng.normal(size=(300, 5)), 7, seed=0)
     groups = gnnimpute.step_groups(parts, 2, None)
     assert sorted(np.concatenate(groups).tolist()) == list(range(300))
+    # the 7th part joins the 3rd step instead of being a step alone (a single cell would stop BatchNorm)
+    assert len(groups) == 3 and len(set(parts[groups[-1]])) == 3
+    lone = np.r_[np.zeros(10, np.int64), np.ones(10, np.int64), [2]]
+    assert [len(g) for g in gnnimpute.step_groups(lone, 2, torch.Generator().manual_seed(0))] == [21]
     with torch.no_grad():
         full = module(x, edge_index)
     np.testing.assert_allclose(module.infer_in_groups(x, edge_index, groups).numpy(), full.numpy(), rtol=1e-5, atol=1e-6)

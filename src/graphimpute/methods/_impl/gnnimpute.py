@@ -101,16 +101,18 @@ def cell_parts(pcs: np.ndarray, n_parts: int, seed: int) -> np.ndarray:
 def step_groups(labels: np.ndarray, parts_per_step: int, generator: torch.Generator | None) -> list[np.ndarray]:
     """Cells of each step: the parts in random order (fixed order without ``generator``), taken
     ``parts_per_step`` at a time, so that a step joins parts anew each epoch (edges between the
-    parts of one step are kept: Cluster-GCN's stochastic multiple partitions)."""
+    parts of one step are kept: Cluster-GCN's stochastic multiple partitions). The remainder joins
+    the last full step: a lone small part (k-means can leave single cells) would be a step too small
+    for BatchNorm."""
     n_parts = int(labels.max()) + 1
     order = torch.randperm(n_parts, generator=generator).numpy() if generator is not None else np.arange(n_parts)
     members = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[members], np.arange(n_parts + 1))
-    groups = []
-    for first in range(0, n_parts, parts_per_step):
-        chosen = order[first:first + parts_per_step]
-        groups.append(np.sort(np.concatenate([members[bounds[p]:bounds[p + 1]] for p in chosen])))
-    return groups
+    chunks = [order[first:first + parts_per_step] for first in range(0, n_parts, parts_per_step)]
+    if len(chunks) > 1 and len(chunks[-1]) < parts_per_step:
+        remainder = chunks.pop()
+        chunks[-1] = np.concatenate([chunks[-1], remainder])
+    return [np.sort(np.concatenate([members[bounds[p]:bounds[p + 1]] for p in chosen])) for chosen in chunks]
 
 
 def estimate_memory_gb(n_cells: int, n_genes: int, n_edges: int, *, hidden_dim: int, latent_dim: int,

@@ -33,30 +33,19 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import measured  # noqa: E402
 
 FIELDS = ["label", "cells", "step", "methods", "wall_s", "cpu_s", "peak_mb", "load1_before", "commit", "rc"]
-
-
-def timed(cmd: list[str], log: Path) -> tuple[float, float, float, int]:
-    """Wall seconds, CPU seconds (user + system), peak RSS (MB) and exit code of one child process."""
-    t0 = time.perf_counter()
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
-    return wall, cpu, usage.ru_maxrss / 1024, proc.returncode  # ru_maxrss is in kB on Linux
 
 
 def commit() -> str:
@@ -182,7 +171,9 @@ def main(argv=None) -> int:
                 if out.exists():
                     out.unlink()
                 load = os.getloadavg()[0]
-                wall, cpu, peak, rc = timed([*cmd, "--threads", "1", "--seed", str(args.seed), "--log-file", str(log)], log)
+                run = measured([*cmd, "--threads", "1", "--seed", str(args.seed), "--log-file", str(log)],
+                               math.inf, log.with_suffix(".stdout"))
+                wall, cpu, peak, rc = run["wall_s"], run["cpu_s"], run["peak_rss_mb"], run["exit_code"]
                 row = {"label": args.label, "cells": n, "step": step, "methods": spec, "wall_s": round(wall, 1),
                        "cpu_s": round(cpu, 1), "peak_mb": round(peak), "load1_before": round(load, 2), "commit": rev, "rc": rc}
                 writer.writerow(row)

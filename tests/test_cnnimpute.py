@@ -251,3 +251,21 @@ def test_large_samples_are_clustered_on_a_subsample_then_by_nearest_cells(monkey
     assert sizes == [450, 225]  # t-SNE and density peaks ran on 225 cells only
     assert labels.shape == (450,) and info["clustered_subsample"] == 225 and sum(info["sizes"]) == 450
     assert adjusted_rand_score(groups, labels) > 0.9  # the other 225 cells join their own group's cluster
+
+
+def test_progress_says_how_many_networks_are_left_and_their_least_time(caplog):
+    from types import SimpleNamespace
+
+    from graphimpute.methods._impl.cnnimpute import TrainingProgress
+
+    labels = np.r_[np.zeros(20, int), np.ones(30, int), np.full(5, 2)]  # cluster 2 is too small: no network
+    missing = np.zeros((55, 6), dtype=bool)
+    missing[labels == 0, :3] = True  # 3 target genes: 2 blocks of 2
+    missing[labels == 1, 3:5] = True  # 2 target genes: 1 block
+    missing[labels == 2, :] = True
+    progress = TrainingProgress(labels, missing, {"n_targets": 2, "patience": 5, "max_epochs": 150})
+    assert (progress.networks, progress.cells_left) == (3, 20 * 2 + 30)
+    with caplog.at_level("INFO", logger="graphimpute.methods._impl.cnnimpute"):
+        # 20 cells x 5 epochs in 100 s: 1 s per cell and epoch; 50 cells left x at least 6 epochs = 5 min
+        progress.done(20, SimpleNamespace(wall_time_s=100.0, n_epochs=5))
+    assert "1 of 3 networks trained in 100 s; the rest need at least 5 min" in caplog.text

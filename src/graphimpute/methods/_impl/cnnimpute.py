@@ -88,6 +88,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     imputed = counts.copy()
     epochs, models, skipped = [], [], []
     train_time, peak_mb = 0.0, 0.0
+    progress = TrainingProgress(labels, missing, params)
     for c in range(labels.max() + 1):
         cells = np.flatnonzero(labels == c)
         if cells.size < MIN_CLUSTER_CELLS:
@@ -101,6 +102,7 @@ def impute(adata, params, ctx) -> ImputeResult:
             imputed[cells[rows], targets[cols]] = np.expm1(pred[rows, cols].astype(np.float64)) / scale[cells[rows]]
             log.info("cnnImpute %s: %d cells, %d targets, %d inputs, %d epochs (best %s), %.1f s", f"cluster{c}_block{b}",
                      cells.size, targets.size, inputs.size, history.n_epochs, history.best_epoch, history.wall_time_s)
+            progress.done(cells.size, history)
             epochs += [{"cluster": c, "block": b, "epoch": i + 1, **row} for i, row in enumerate(history.epochs)]
             train_time, peak_mb = train_time + history.wall_time_s, max(peak_mb, history.peak_memory_mb)
             models.append({"cluster": c, "block": b, "n_cells": int(cells.size), "n_targets": int(targets.size),
@@ -118,6 +120,30 @@ def impute(adata, params, ctx) -> ImputeResult:
                         history={"device": str(device), "epochs": epochs, "n_epochs": len(epochs),
                                  "n_models": len(models), "wall_time_s": train_time, "peak_memory_mb": peak_mb},
                         info=info)
+
+
+class TrainingProgress:
+    """Logs, after each network, how many are left and the least time they need at the rate so far:
+    on a CPU a large sample's networks take hours, which the user should learn after the first one.
+    The bound: every remaining network trains at least ``patience + 1`` epochs (or ``max_epochs``)."""
+
+    def __init__(self, labels: np.ndarray, missing: np.ndarray, params: dict):
+        sizes = np.bincount(labels)
+        blocks = [-(-int(missing[labels == c].any(axis=0).sum()) // params["n_targets"]) if sizes[c] >= MIN_CLUSTER_CELLS
+                  else 0 for c in range(sizes.size)]
+        self.networks = int(sum(blocks))
+        self.cells_left = float(sum(int(sizes[c]) * blocks[c] for c in range(sizes.size)))
+        self.least_epochs = min(params["patience"] + 1, params["max_epochs"])
+        self.trained, self.seconds, self.cell_epochs = 0, 0.0, 0.0
+
+    def done(self, n_cells: int, history) -> None:
+        self.trained += 1
+        self.seconds += history.wall_time_s
+        self.cell_epochs += n_cells * max(history.n_epochs, 1)
+        self.cells_left -= n_cells
+        rest = self.seconds / self.cell_epochs * self.cells_left * self.least_epochs
+        log.info("cnnImpute: %d of %d networks trained in %.0f s; the rest need at least %.0f min at this rate",
+                 self.trained, self.networks, self.seconds, rest / 60)
 
 
 # --- cell clusters ------------------------------------------------------------------------------

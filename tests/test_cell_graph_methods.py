@@ -302,6 +302,16 @@ def test_gnnimpute_group_inference_is_the_full_graph_forward():
     with torch.no_grad():
         full = module(x, edge_index)
     np.testing.assert_allclose(module.infer_in_groups(x, edge_index, groups).numpy(), full.numpy(), rtol=1e-5, atol=1e-6)
+    # a training step on one group: with its 2-hop in-neighbourhood its cells get the full graph's outputs,
+    # with the edges among its own cells only (the default) they do not
+    cells = torch.from_numpy(groups[0])
+    with torch.no_grad():
+        nodes, local, own = gnnimpute.step_subgraph(cells, edge_index, 300, 2)
+        assert torch.equal(nodes[own], cells) and nodes.numel() > cells.numel()
+        np.testing.assert_allclose(module(x[nodes], local)[own].numpy(), full[cells].numpy(), rtol=1e-5, atol=1e-6)
+        nodes, local, own = gnnimpute.step_subgraph(cells, edge_index, 300, 0)
+        assert torch.equal(nodes, cells) and own.all()
+        assert not np.allclose(module(x[nodes], local).numpy(), full[cells].numpy(), atol=1e-4)
 
 
 def test_gnnimpute_trains_on_cell_groups_above_a_size(prepared):
@@ -315,6 +325,9 @@ def test_gnnimpute_trains_on_cell_groups_above_a_size(prepared):
     assert small.history["epochs"][0]["val_loss"] > 0
     again = run(prepared, "gnnimpute", max_epochs=7, full_batch_max_cells=0, step_cells=64)
     np.testing.assert_array_equal(small.imputed, again.imputed)  # the same seed, the same groups and output
+    halo = run(prepared, "gnnimpute", max_epochs=7, full_batch_max_cells=0, step_cells=64, step_hops=2)
+    assert "in-neighbours within 2 hops" in halo.info["training"] and np.isfinite(halo.imputed).all()
+    assert not np.array_equal(halo.imputed, small.imputed)
     # the estimate of a 100,000-cell run: refused on the whole graph, within the default limit in steps
     params = methods.resolve_params(methods.get("gnnimpute"))
     sizes = dict(hidden_dim=params["hidden_dim"], latent_dim=params["latent_dim"], heads=params["heads"])

@@ -53,6 +53,10 @@ DEFAULTS = {
     # step_cells cells (groups of k-means parts with the edges among them), so memory grows linearly
     "full_batch_max_cells": 10_000,
     "step_cells": 4096,
+    # in steps: 0 trains on the edges among the step's cells only (Cluster-GCN); 2 adds every
+    # in-neighbour within 2 hops, so the step's cells see the whole graph's neighbourhoods (exact for
+    # the two GAT layers; 2.3-3.7x the nodes per step: bench/results/minibatch_schedule.md)
+    "step_hops": 0,
 }
 
 
@@ -61,6 +65,7 @@ RANGES = {
     "mask_fraction": FRACTION, "train_fraction": FRACTION, "val_fraction": FRACTION, "lr": POSITIVE,
     "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT, "max_memory_gb": POSITIVE,
     "n_neighbors": COUNT, "n_pcs": COUNT, "full_batch_max_cells": NON_NEGATIVE, "step_cells": COUNT,
+    "step_hops": NON_NEGATIVE,
 }
 
 

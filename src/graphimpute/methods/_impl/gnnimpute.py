@@ -115,6 +115,20 @@ def step_groups(labels: np.ndarray, parts_per_step: int, generator: torch.Genera
     return [np.sort(np.concatenate([members[bounds[p]:bounds[p + 1]] for p in chosen])) for chosen in chunks]
 
 
+def step_subgraph(cells: Tensor, edge_index: Tensor, n_cells: int, hops: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(nodes, their edges relabelled, which nodes are the step's ``cells``) of one mini-batch step:
+    the cells with the edges among them (``hops`` 0, Cluster-GCN), or with every in-neighbour within
+    ``hops`` hops and the edges among all of them, which gives the step's cells the outputs of the whole
+    graph (exact for ``hops`` >= the 2 GAT layers, in eval mode)."""
+    from torch_geometric.utils import k_hop_subgraph, subgraph
+
+    if hops:
+        nodes, local, own, _ = k_hop_subgraph(cells, hops, edge_index, relabel_nodes=True, num_nodes=n_cells)
+        return nodes, local, torch.zeros(nodes.numel(), dtype=torch.bool, device=cells.device).index_fill_(0, own, True)
+    local, _ = subgraph(cells, edge_index, relabel_nodes=True, num_nodes=n_cells)
+    return cells, local, torch.ones(cells.numel(), dtype=torch.bool, device=cells.device)
+
+
 def estimate_memory_gb(n_cells: int, n_genes: int, n_edges: int, *, hidden_dim: int, latent_dim: int,
                        heads: int, step_cells: int | None = None) -> float:
     """Peak memory of one run in GiB (2^30 bytes, the unit of ``max_memory_gb``): ~10 dense cells x genes float32 copies (counts, log input, masked input,
@@ -186,13 +200,12 @@ def impute(adata, params, ctx) -> ImputeResult:
             index = cells[batch]
             return {"loss": F.mse_loss(module(inputs, edge_index)[index], targets[index])}
         split, group = batch
-        nodes = torch.from_numpy(group).to(device)
-        local, _ = subgraph(nodes, edge_index, relabel_nodes=True, num_nodes=adata.n_obs)
-        scored = in_split[split][nodes]
+        nodes, local, own = step_subgraph(torch.from_numpy(group).to(device), edge_index, adata.n_obs,
+                                          int(params["step_hops"]))
+        scored = own & in_split[split][nodes]
         return {"loss": F.mse_loss(module(inputs[nodes], local)[scored], targets[nodes][scored])}
 
     if mini_batch:
-        from torch_geometric.utils import subgraph
 
         in_split = {split: torch.zeros(adata.n_obs, dtype=torch.bool, device=device).index_fill_(0, index, True)
                     for split, index in cells.items()}
@@ -218,6 +231,7 @@ def impute(adata, params, ctx) -> ImputeResult:
             reconstructed = module(targets, edge_index).cpu().numpy()
     imputed = np.expm1(reconstructed, out=reconstructed) * factors[:, None]
     imputed[no_depth(counts.sum(axis=1), "gnnimpute")] = 0.0
+    halo = f" and their in-neighbours within {params['step_hops']} hops" if params["step_hops"] else ""
     info = {
         "n_masked_entries": int(rows.size), "n_train_cells": int(train_cells.size),
         "n_val_cells": int(val_cells.size), "median_library": float(np.median(counts.sum(axis=1))),
@@ -226,7 +240,9 @@ def impute(adata, params, ctx) -> ImputeResult:
         "memory_estimate_gb": round(need, 6),
         "steps_per_epoch": int(steps_per_epoch),
         "training": (f"mini-batch: {steps_per_epoch} steps per epoch of {PARTS_PER_STEP} of {n_parts} k-means parts "
-                     f"(~{step_cells} cells) with the edges among them; at most {schedule['max_epochs']} epochs, "
+                     f"(~{step_cells} cells) with the edges among them"
+                     f"{halo}; "
+                     f"at most {schedule['max_epochs']} epochs, "
                      f"patience {schedule['patience']} (max_epochs and patience counted in optimiser steps)"
                      if mini_batch else "full graph"),
     }

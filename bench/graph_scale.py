@@ -173,9 +173,10 @@ def main(argv=None) -> int:
                 load = os.getloadavg()[0]
                 run = measured([*cmd, "--threads", "1", "--seed", str(args.seed), "--log-file", str(log)],
                                math.inf, log.with_suffix(".stdout"))
-                wall, cpu, peak, rc = run["wall_s"], run["cpu_s"], run["peak_rss_mb"], run["exit_code"]
-                row = {"label": args.label, "cells": n, "step": step, "methods": spec, "wall_s": round(wall, 1),
-                       "cpu_s": round(cpu, 1), "peak_mb": round(peak), "load1_before": round(load, 2), "commit": rev, "rc": rc}
+                rc = run["exit_code"]
+                row = {"label": args.label, "cells": n, "step": step, "methods": spec, "wall_s": run["wall_s"],
+                       "cpu_s": run["cpu_s"], "peak_mb": round(run["peak_rss_mb"]), "load1_before": round(load, 2),
+                       "commit": rev, "rc": rc}
                 writer.writerow(row)
                 handle.flush()
                 print("\t".join(str(row[f]) for f in FIELDS), flush=True)

@@ -129,7 +129,7 @@ class TrainingProgress:
 
     def __init__(self, labels: np.ndarray, missing: np.ndarray, params: dict):
         sizes = np.bincount(labels)
-        blocks = [-(-int(missing[labels == c].any(axis=0).sum()) // params["n_targets"]) if sizes[c] >= MIN_CLUSTER_CELLS
+        blocks = [len(target_blocks(missing[labels == c], params["n_targets"])) if sizes[c] >= MIN_CLUSTER_CELLS
                   else 0 for c in range(sizes.size)]
         self.networks = int(sum(blocks))
         self.cells_left = float(sum(int(sizes[c]) * blocks[c] for c in range(sizes.size)))
@@ -299,6 +299,13 @@ def cluster_dropout(counts: np.ndarray, *, max_iter: int = 100, tol: float = 0.5
 
 # --- targets, inputs, network -------------------------------------------------------------------
 
+def target_blocks(missing: np.ndarray, n_targets: int) -> list[np.ndarray]:
+    """Genes with a missing entry in one cluster (cells x genes), in blocks of ``n_targets`` in gene
+    order: one network each."""
+    targets = np.flatnonzero(missing.any(axis=0))
+    return [targets[start:start + n_targets] for start in range(0, targets.size, n_targets)]
+
+
 def gene_blocks(lognorm: np.ndarray, missing: np.ndarray, usable: np.ndarray, params):
     """Yield (targets, inputs) gene indices for each block of one cluster (cells x genes arrays).
 
@@ -306,15 +313,13 @@ def gene_blocks(lognorm: np.ndarray, missing: np.ndarray, usable: np.ndarray, pa
     target in turn, its ``n_inputs_per_target`` most Pearson-correlated candidate genes (usable fit,
     missing in at most ``input_gene_threshold`` of the cells, outside the block), first occurrence kept
     (every occurrence with ``keep_duplicate_inputs``)."""
-    targets = np.flatnonzero(missing.any(axis=0))
     candidates = np.flatnonzero(usable & (missing.mean(axis=0) <= params["input_gene_threshold"]))
     centred = lognorm - lognorm.mean(axis=0)
     norm = np.sqrt((centred.astype(np.float64) ** 2).sum(axis=0))
     with np.errstate(invalid="ignore", divide="ignore"):
         unit = (centred / norm).astype(np.float32)  # constant genes become NaN: never chosen
     top = params["n_inputs_per_target"]
-    for start in range(0, targets.size, params["n_targets"]):
-        block = targets[start:start + params["n_targets"]]
+    for block in target_blocks(missing, params["n_targets"]):
         pool = np.setdiff1d(candidates, block)
         if pool.size == 0:
             yield block, pool

@@ -206,7 +206,6 @@ def impute(adata, params, ctx) -> ImputeResult:
         return {"loss": F.mse_loss(module(inputs[nodes], local)[scored], targets[nodes][scored])}
 
     if mini_batch:
-
         in_split = {split: torch.zeros(adata.n_obs, dtype=torch.bool, device=device).index_fill_(0, index, True)
                     for split, index in cells.items()}
         train_data = lambda: [("train", group) for group in step_groups(parts, PARTS_PER_STEP, generator)]  # noqa: E731

@@ -3,7 +3,7 @@
 GNNImpute's steps (above ``full_batch_max_cells``) are groups of k-means parts with the edges among
 them: edges to cells outside the group are dropped for that step, while imputation uses the whole
 graph. For one input file this builds the method's own graph and parts as ``impute`` does (masked
-log input, PCA 50, 5-NN; ``round(n x 4 / step_cells)`` parts, 4 per step) and prints the share of
+log input, PCA 50, 5-NN; ``step_layout``'s parts and parts per step) and prints the share of
 edges inside one part and inside one step (mean of 5 shuffled epochs), and how many nodes a step would
 hold with the 1- and 2-hop in-neighbourhoods its cells need for an exact forward pass.
 
@@ -34,12 +34,12 @@ def main(path: str, step_cells: int = 4096, seed: int = 0) -> None:
     pcs = own_pcs(masked, n_pcs=50, seed=seed)
     graph, _ = own_knn_graph(masked, n_neighbors=5, n_pcs=50, seed=seed, pcs=pcs)
     edges = sp.coo_matrix(graph)
-    n_parts = max(1, round(adata.n_obs * gnnimpute.PARTS_PER_STEP / step_cells))
+    n_parts, parts_per_step = gnnimpute.step_layout(adata.n_obs, step_cells)
     parts = gnnimpute.cell_parts(pcs, n_parts, seed)
     generator = torch.Generator().manual_seed(seed)
     in_step = []
     for _ in range(5):
-        groups = gnnimpute.step_groups(parts, gnnimpute.PARTS_PER_STEP, generator)
+        groups = gnnimpute.step_groups(parts, parts_per_step, generator)
         step = np.empty(adata.n_obs, dtype=np.int64)
         for i, group in enumerate(groups):
             step[group] = i

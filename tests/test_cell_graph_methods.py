@@ -314,6 +314,22 @@ def test_gnnimpute_group_inference_is_the_full_graph_forward():
         assert not np.allclose(module(x[nodes], local).numpy(), full[cells].numpy(), atol=1e-4)
 
 
+def test_gnnimpute_steps_sample_the_whole_data():
+    """Each mini-batch step is many small k-means parts drawn from all over the data: steps of a few
+    large parts held one or two cell types each and cost accuracy (bench/results/minibatch_schedule.md)."""
+    assert gnnimpute.step_layout(27_608, 4096) == (863, 128)  # parts of 32 cells, 128 per step
+    assert gnnimpute.step_layout(210, 64) == (210, 64)  # parts of one cell when the steps are tiny
+    rng = np.random.default_rng(0)
+    types = np.repeat(np.arange(3), 400)
+    pcs = rng.normal(size=(1200, 5)) + 20 * types[:, None]  # three separate cell types
+    n_parts, per_step = gnnimpute.step_layout(1200, 256)
+    parts = gnnimpute.cell_parts(pcs, n_parts, seed=0)
+    assert all(len(set(types[parts == p])) == 1 for p in range(n_parts))  # a part stays within a type
+    for group in gnnimpute.step_groups(parts, per_step, torch.Generator().manual_seed(0)):
+        assert np.bincount(types[group], minlength=3).min() > 0.15 * len(group)  # every step holds every type
+    assert sorted(gnnimpute.cell_parts(pcs[:10], 10, seed=0).tolist()) == list(range(10))
+
+
 def test_gnnimpute_trains_on_cell_groups_above_a_size(prepared):
     full = run(prepared, "gnnimpute", max_epochs=3)
     assert full.info["training"] == "full graph"

@@ -50,12 +50,13 @@ DEFAULTS = {
     "patience": 200,
     "max_memory_gb": 16.0,  # GiB: refuse before training above this estimate
     # this project: the paper's full-graph steps up to this many cells; above it, steps of about
-    # step_cells cells (groups of k-means parts with the edges among them), so memory grows linearly
+    # step_cells cells (128 small k-means parts from all over the data, with the edges among them), so
+    # memory grows linearly
     "full_batch_max_cells": 10_000,
     "step_cells": 4096,
     # in steps: 0 trains on the edges among the step's cells only (Cluster-GCN); 2 adds every
     # in-neighbour within 2 hops, so the step's cells see the whole graph's neighbourhoods (exact for
-    # the two GAT layers; 2.3-3.7x the nodes per step: bench/results/minibatch_schedule.md)
+    # the two GAT layers; ~6x the nodes per step at 30,000 cells: bench/results/minibatch_schedule.md)
     "step_hops": 0,
 }
 

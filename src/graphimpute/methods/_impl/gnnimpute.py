@@ -21,9 +21,11 @@ from graphimpute.monitor import require_memory
 
 log = logging.getLogger(__name__)
 
-# mini-batch training (above full_batch_max_cells): k-means parts of about step_cells / PARTS_PER_STEP
-# cells, PARTS_PER_STEP of them per step
-PARTS_PER_STEP = 4
+# mini-batch training (above full_batch_max_cells): steps of PARTS_PER_STEP small k-means parts of about
+# step_cells / PARTS_PER_STEP cells (at least one) drawn from all over the data, so that every step is
+# a sample of the whole (steps of 4 large parts, 1-2 cell types each, cost accuracy:
+# bench/results/minibatch_schedule.md) while each part keeps its kNN edges
+PARTS_PER_STEP = 128
 
 
 class GNNImpute(nn.Module):
@@ -91,25 +93,34 @@ def mask_per_gene(values: np.ndarray, fraction: float, rng: np.random.Generator)
 
 def cell_parts(pcs: np.ndarray, n_parts: int, seed: int) -> np.ndarray:
     """A part label per cell: k-means (seeded) on the principal components the cell graph is built
-    from, so that most kNN edges join cells of one part (Cluster-GCN's idea; METIS is not available
-    without compiled extras)."""
+    from, so that many kNN edges join cells of one part (Cluster-GCN's idea; METIS is not available
+    without compiled extras); one cell per part when there are as many parts as cells."""
     from sklearn.cluster import KMeans
 
+    if n_parts >= pcs.shape[0]:
+        return np.random.default_rng(seed).permutation(pcs.shape[0]).astype(np.int64)
     return KMeans(n_parts, n_init=1, random_state=seed).fit_predict(pcs).astype(np.int64)
+
+
+def step_layout(n_cells: int, step_cells: int) -> tuple[int, int]:
+    """(number of parts, parts per step) for steps of about ``step_cells`` cells: PARTS_PER_STEP parts
+    per step, each of at least one cell."""
+    part_cells = max(1, step_cells // PARTS_PER_STEP)
+    return -(-n_cells // part_cells), max(1, round(step_cells / part_cells))
 
 
 def step_groups(labels: np.ndarray, parts_per_step: int, generator: torch.Generator | None) -> list[np.ndarray]:
     """Cells of each step: the parts in random order (fixed order without ``generator``), taken
     ``parts_per_step`` at a time, so that a step joins parts anew each epoch (edges between the
     parts of one step are kept: Cluster-GCN's stochastic multiple partitions). The remainder joins
-    the last full step: a lone small part (k-means can leave single cells) would be a step too small
+    the last full step when it is at most half a step: a few small parts would be a step too small
     for BatchNorm."""
     n_parts = int(labels.max()) + 1
     order = torch.randperm(n_parts, generator=generator).numpy() if generator is not None else np.arange(n_parts)
     members = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[members], np.arange(n_parts + 1))
     chunks = [order[first:first + parts_per_step] for first in range(0, n_parts, parts_per_step)]
-    if len(chunks) > 1 and len(chunks[-1]) < parts_per_step:
+    if len(chunks) > 1 and 2 * len(chunks[-1]) <= parts_per_step:
         remainder = chunks.pop()
         chunks[-1] = np.concatenate([chunks[-1], remainder])
     return [np.sort(np.concatenate([members[bounds[p]:bounds[p + 1]] for p in chosen])) for chosen in chunks]
@@ -178,9 +189,9 @@ def impute(adata, params, ctx) -> ImputeResult:
                                         seed=ctx.seed, pcs=pcs)
     train_cells, val_cells = split_cells(adata.n_obs, (params["train_fraction"], params["val_fraction"]), rng)
     if mini_batch:
-        n_parts = max(1, round(adata.n_obs * PARTS_PER_STEP / step_cells))
+        n_parts, parts_per_step = step_layout(adata.n_obs, step_cells)
         parts = cell_parts(pcs, n_parts, ctx.seed)
-        fixed_groups = step_groups(parts, PARTS_PER_STEP, None)
+        fixed_groups = step_groups(parts, parts_per_step, None)
         generator = torch.Generator().manual_seed(ctx.seed)
     del pcs
 
@@ -208,7 +219,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     if mini_batch:
         in_split = {split: torch.zeros(adata.n_obs, dtype=torch.bool, device=device).index_fill_(0, index, True)
                     for split, index in cells.items()}
-        train_data = lambda: [("train", group) for group in step_groups(parts, PARTS_PER_STEP, generator)]  # noqa: E731
+        train_data = lambda: [("train", group) for group in step_groups(parts, parts_per_step, generator)]  # noqa: E731
         val_groups = [("val", group) for group in fixed_groups if np.isin(group, val_cells).any()]
         val_data = lambda: val_groups  # noqa: E731
     else:
@@ -238,7 +249,7 @@ def impute(adata, params, ctx) -> ImputeResult:
         "qc": "cell/gene filters of the paper are the pipeline's QC step (not repeated)",
         "memory_estimate_gb": round(need, 6),
         "steps_per_epoch": int(steps_per_epoch),
-        "training": (f"mini-batch: {steps_per_epoch} steps per epoch of {PARTS_PER_STEP} of {n_parts} k-means parts "
+        "training": (f"mini-batch: {steps_per_epoch} steps per epoch of {parts_per_step} of {n_parts} k-means parts "
                      f"(~{step_cells} cells) with the edges among them"
                      f"{halo}; "
                      f"at most {schedule['max_epochs']} epochs, "

@@ -173,7 +173,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     step_cells = min(params["step_cells"], adata.n_obs) if mini_batch else None
     need = estimate_memory_gb(adata.n_obs, adata.n_vars, n_edges, hidden_dim=params["hidden_dim"],
                               latent_dim=params["latent_dim"], heads=params["heads"],
-                              step_cells=2 * step_cells if mini_batch else None)  # k-means parts are uneven
+                              step_cells=2 * step_cells if mini_batch else None)  # headroom: inference adds in-neighbours
     require_memory(need, limit_gb=params["max_memory_gb"], device=device, what=f"gnnimpute on {adata.n_obs} cells x {adata.n_vars} genes",
                    advice="use fewer genes (--n-top-genes) or cells, a smaller hidden_dim, or raise max_memory_gb")
 

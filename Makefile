@@ -4,11 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all clean
+.PHONY: install nextflow demo test test-all clean
 
 install: $(STAMP)
 
-# torch first and pinned: it is the CPU wheel; a looser torch pulls several GB of CUDA packages.
+# torch first and pinned. PyPI serves Linux x86_64 only its CUDA build (~2.7 GB of nvidia-* wheels; it runs
+# on CPU too): the venv is ~6.5 GB and the install takes ~3 min here. A CPU-only build comes from PyTorch's
+# own CPU index (see README: Installation).
 $(STAMP): pyproject.toml requirements.txt requirements-baselines.txt scripts/install_groovy_parser.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -20,16 +22,23 @@ $(STAMP): pyproject.toml requirements.txt requirements-baselines.txt scripts/ins
 	bash scripts/install_groovy_parser.sh || echo "warning: no Groovy parser (needs npm + Java 17): its static test will be skipped"
 	touch $(STAMP)
 
+# The Nextflow engine (pinned in scripts/nextflow/pom.xml), resolved through Maven into .nextflow-dist/
+# (~40 MB, git-ignored), started by .venv/bin/nextflow; needs Java 17 and mvn.
+nextflow: $(BIN)/nextflow
+
+$(BIN)/nextflow: scripts/nextflow/pom.xml scripts/install_nextflow.sh | $(STAMP)
+	bash scripts/install_nextflow.sh
+
 demo: install
 	$(BIN)/graphimpute run --input src/graphimpute/data/pbmc3k_small.h5ad --outdir demo_results \
 		--methods all --benchmark --mask-seeds 2 --label-key cell_type --params-file assets/test_method_params.json
 	@echo "Results in demo_results/ (one folder per step); report: demo_results/multiqc/multiqc_report.html"
 
-test: install
+test: install nextflow
 	$(BIN)/python -m pytest -q
 
-test-all: install
+test-all: install nextflow
 	$(BIN)/python -m pytest -q --runslow
 
 clean:
-	rm -rf demo_results .pytest_cache
+	rm -rf demo_results .pytest_cache .nextflow-dist

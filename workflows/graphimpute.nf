@@ -116,7 +116,8 @@ workflow GRAPHIMPUTE {
     // Software versions of every task, once each, plus the workflow's own: into the report (where
     // MULTIQC adds its own), and published with MULTIQC's included.
     ch_workflow_versions = channel.of(
-        "Workflow:\n    graphimpute: ${workflow.manifest.version}\n    Nextflow: ${workflow.nextflow.version}"
+        // text, not a GString: a GString holding the engine's VersionNumber cannot cross a channel
+        "Workflow:\n    graphimpute: ${workflow.manifest.version}\n    Nextflow: ${workflow.nextflow.version}".toString()
     )
     ch_versions_text = ch_versions
         .map { path -> path.text.trim() }

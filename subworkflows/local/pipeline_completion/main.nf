@@ -7,11 +7,16 @@ workflow PIPELINE_COMPLETION {
     workflow.onComplete {
         log.info(completionSummary())
     }
+    // Inside these handlers `workflow` is not the run's metadata: the functions below read it.
     workflow.onError {
-        log.error("graphimpute failed: ${workflow.errorMessage ?: 'see the error above'}\n" +
-                  "The failing task's folder holds .command.sh, .command.log and the step's log file. " +
-                  "Once fixed, relaunch with -resume: finished tasks are not run again.")
+        log.error(errorSummary())
     }
+}
+
+def errorSummary() {
+    return "graphimpute failed: ${workflow.errorMessage ?: 'see the error above'}\n" +
+           "The failing task's folder holds .command.sh, .command.log and the step's log file. " +
+           "Once fixed, relaunch with -resume: finished tasks are not run again."
 }
 
 def completionSummary() {

@@ -56,8 +56,8 @@ process IMPUTE {
     "${task.process}":
         graphimpute: \$(python -c "import graphimpute; print(graphimpute.__version__)")
         python: \$(python -c "import platform; print(platform.python_version())")
-        torch: \$(python -c "import torch; print(torch.__version__)")
-        torch_geometric: \$(python -c "import torch_geometric; print(torch_geometric.__version__)")
+        torch: \$(python -c "import importlib.metadata as m; print(m.version('torch'))")
+        torch_geometric: \$(python -c "import importlib.metadata as m; print(m.version('torch_geometric'))")
     END_VERSIONS
     """
 

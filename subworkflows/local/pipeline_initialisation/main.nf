@@ -91,7 +91,7 @@ def helpMessage(schema, topic) {
         }
     }
     lines << 'Run with --help NAME (for example --help methods) for the full help text of one parameter,'
-    lines << 'hidden ones included. Profiles: docker, singularity, apptainer, conda, gpu, test, test_full, debug.'
+    lines << 'hidden ones included. Profiles: docker, singularity, apptainer, conda, local, gpu, test, test_full, debug.'
     return lines.join('\n')
 }
 

@@ -203,5 +203,6 @@ def test_cli_rejects_unknown_methods_and_overwriting_the_sheet(inputs: Path):
 def test_bundled_test_samplesheet_is_valid():
     root = Path(__file__).resolve().parents[1]
     samples = samplesheet.read(root / "assets" / "samplesheet_test.csv")
-    assert [s.format for s in samples] == ["h5ad"]
-    assert Path(samples[0].input) == root / "src" / "graphimpute" / "data" / "pbmc3k_small.h5ad"
+    assert [s.format for s in samples] == ["h5ad", "h5ad"]
+    data = root / "src" / "graphimpute" / "data"
+    assert [Path(s.input) for s in samples] == [data / "pbmc3k_small.h5ad", data / "dropseq_3cl_small.h5ad"]

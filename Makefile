@@ -10,7 +10,7 @@ install: $(STAMP)
 
 # torch first and pinned. PyPI serves Linux x86_64 only its CUDA build (~2.7 GB of nvidia-* wheels; it runs
 # on CPU too): the venv is ~6.5 GB and the install takes ~3 min here. A CPU-only build comes from PyTorch's
-# own CPU index (see README: Installation).
+# own CPU index (README: "Set up and try it").
 $(STAMP): pyproject.toml requirements.txt requirements-baselines.txt scripts/install_groovy_parser.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

@@ -23,11 +23,17 @@ $(STAMP): pyproject.toml requirements.txt requirements-baselines.txt scripts/ins
 	touch $(STAMP)
 
 # The Nextflow engine (pinned in scripts/nextflow/pom.xml), resolved through Maven into .nextflow-dist/
-# (~40 MB, git-ignored), started by .venv/bin/nextflow; needs Java 17 and mvn.
-nextflow: $(BIN)/nextflow
+# (~40 MB, git-ignored), started by .venv/bin/nextflow; needs Java 17 and mvn. The oldest version the
+# manifest admits is installed beside it (its launcher in .nextflow-dist/<version>/) for the engine tests.
+OLDEST_NEXTFLOW := $(shell sed -n "s/.*nextflowVersion *= *'!>=\([0-9.]*\)'.*/\1/p" nextflow.config)
+
+nextflow: $(BIN)/nextflow .nextflow-dist/$(OLDEST_NEXTFLOW)/nextflow
 
 $(BIN)/nextflow: scripts/nextflow/pom.xml scripts/install_nextflow.sh | $(STAMP)
 	bash scripts/install_nextflow.sh
+
+.nextflow-dist/$(OLDEST_NEXTFLOW)/nextflow: scripts/nextflow/pom.xml scripts/install_nextflow.sh nextflow.config
+	bash scripts/install_nextflow.sh $(OLDEST_NEXTFLOW) $@
 
 demo: install
 	$(BIN)/graphimpute run --input src/graphimpute/data/pbmc3k_small.h5ad --outdir demo_results \

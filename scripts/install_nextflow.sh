@@ -28,7 +28,7 @@ if ! ls "$LIB"/nextflow-"$VERSION".jar >/dev/null 2>&1; then
     echo "Resolving Nextflow $VERSION and its dependencies through Maven into $LIB"
     rm -rf "$LIB.tmp"
     mvn -B -q -Dstyle.color=never -f "$POM" -Dnextflow.version="$VERSION" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$LIB.tmp"
+        -DincludeScope=runtime -DoutputDirectory="$LIB.tmp" 2>&1 | sed "s/\x1b\[[0-9;]*m//g"
     rm -rf "$LIB"
     mv "$LIB.tmp" "$LIB"
 fi

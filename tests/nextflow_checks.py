@@ -469,7 +469,9 @@ def used_params(root: Path) -> dict[str, set[str]]:
     used: dict[str, set[str]] = {}
     for path in nf_files(root) + config_files(root):
         text = mask_groovy(path.read_text(), keep_strings=True)
-        for name in re.findall(r"\bparams\.(\w+)", text):
+        for name in re.findall(r"\bparams\.(?!getOrDefault\b)(\w+)", text):
+            used.setdefault(name, set()).add(str(path.relative_to(root)))
+        for name in re.findall(r"\bparams\.getOrDefault\(\s*['\"](\w+)['\"]", text):
             used.setdefault(name, set()).add(str(path.relative_to(root)))
         for name in re.findall(r"\bparams\[['\"](\w+)['\"]\]", text):
             used.setdefault(name, set()).add(str(path.relative_to(root)))
@@ -545,7 +547,9 @@ def check_includes_and_emits(root: Path) -> list[str]:
             if not source.is_file():
                 problems.append(f"{path.relative_to(root)}: include from '{target}': no such module")
                 continue
-            defined = set(blocks(source.read_text(), "process")) | set(blocks(source.read_text(), "workflow"))
+            source_text = source.read_text()
+            defined = (set(blocks(source_text, "process")) | set(blocks(source_text, "workflow"))
+                       | set(re.findall(r"(?m)^def\s+(\w+)\s*\(", source_text)))
             for name in re.split(r"[;\n]", names):
                 original = name.split(" as ")[0].strip()
                 if original and original not in defined:
@@ -1032,7 +1036,8 @@ def check_gpu_scoping(root: Path) -> list[str]:
     # the image: CUDA only for tasks with an accelerator (conf/base.config's process.container)
     image = re.search(r"(?m)^    container\s*=\s*\{(.*?)\n    \}", base, re.S)
     if not image or not re.search(r"task\.accelerator\s*!=\s*null", image.group(1)) \
-            or "-cuda" not in image.group(1) or "params.container_gpu" not in image.group(1):
+            or "-cuda" not in image.group(1) \
+            or not re.search(r"params\.(container_gpu|getOrDefault\('container_gpu')", image.group(1)):
         problems.append("conf/base.config: process.container must pick the CUDA image (<tag>-cuda, "
                         "--container_gpu) for tasks with an accelerator only")
     for name, process in processes(root).items():
@@ -1131,7 +1136,9 @@ binding.setVariable('file', { Object[] arguments ->
     return found
 })
 binding.setVariable('error', { String message -> throw new IllegalStateException(message) })
-binding.setVariable('log', [warn: { String message -> warnings << message }, info: { String message -> }])
+binding.setVariable('log', [warn: { String message -> warnings << message }, info: { String message -> },
+                            debug: { String message -> }])
+binding.setVariable('params', [outdir: 'no-such-outdir', trace_report_suffix: 'test'])
 binding.setVariable('workflow', [manifest: [name: 'graphimpute', version: '0.1.0', description: 'test'],
                                  projectDir: new File('.').absoluteFile, runName: 'test', launchDir: '.',
                                  workDir: 'work', profile: 'test', containerEngine: null])
@@ -1140,7 +1147,7 @@ binding.setVariable('workflow', [manifest: [name: 'graphimpute', version: '0.1.0
 
 def run_groovy_functions(root: Path, nf_file: str, driver: str) -> dict:
     """Run the functions of ``nf_file`` (its workflow blocks and includes removed) under stand-ins for Nextflow's
-    file(), error(), log and workflow; ``driver`` is Groovy that fills a map ``out``, printed as JSON."""
+    file(), error(), log, params and workflow; ``driver`` is Groovy that fills a map ``out``, printed as JSON."""
     import tempfile
 
     text = (root / nf_file).read_text()

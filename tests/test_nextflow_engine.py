@@ -1,57 +1,338 @@
 """The pipeline on the real Nextflow engine (`make nextflow` installs it at .venv/bin/nextflow).
 
-Skipped only where the engine is not installed (no Java or mvn); GRAPHIMPUTE_REQUIRE_NEXTFLOW=1 turns that
-skip into a failure."""
+Skipped only where the engine is not installed (no Java or mvn); GRAPHIMPUTE_REQUIRE_NEXTFLOW=1 (set by
+.ci/run) turns that skip into a failure. Every run is `-profile test,local`: this checkout's .venv, no
+container. The one real run of the test profile (module fixture `killed_then_resumed`, ~3 min on 2 cores)
+is shared by the tests below it."""
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
+import anndata as ad
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 NEXTFLOW = ROOT / ".venv" / "bin" / "nextflow"
 PINNED = re.search(r"<nextflow.version>(.+)</nextflow.version>", (ROOT / "scripts/nextflow/pom.xml").read_text()).group(1)
+OLDEST = re.search(r"nextflowVersion\s*=\s*'!>=([\d.]+)'", (ROOT / "nextflow.config").read_text()).group(1)
+OLDEST_ENGINE = ROOT / ".nextflow-dist" / OLDEST / "nextflow"  # `make nextflow` installs it too
+SAMPLES = ("pbmc3k_small", "dropseq_3cl_small")
+TEST_METHODS = re.search(r"methods\s*=\s*'([^']+)'", (ROOT / "conf/test.config").read_text()).group(1).split(",")
 
 
-def _engine():
-    if NEXTFLOW.exists() and shutil.which("java"):
-        return NEXTFLOW
+def _engine(launcher: Path = NEXTFLOW) -> Path:
+    if launcher.exists() and shutil.which("java"):
+        return launcher
     if os.environ.get("GRAPHIMPUTE_REQUIRE_NEXTFLOW") == "1":
-        pytest.fail(f"{NEXTFLOW} is missing: run `make nextflow` (needs Java 17 and mvn)")
-    pytest.skip("the Nextflow engine is not installed (`make nextflow` needs Java 17 and mvn)")
+        pytest.fail(f"{launcher} is missing: run `make nextflow` (needs Java 17 and mvn)")
+    pytest.skip(f"the Nextflow engine {launcher} is not installed (`make nextflow` needs Java 17 and mvn)")
 
 
-def _run(tmp_path, *args):
-    env = dict(os.environ, NXF_ANSI_LOG="false", NXF_OFFLINE="true", NXF_HOME=str(tmp_path / "nxf_home"))
-    return subprocess.run([str(_engine()), "run", str(ROOT), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+def _env(cwd: Path, **extra) -> dict:
+    return dict(os.environ, NXF_ANSI_LOG="false", NXF_OFFLINE="true", NXF_HOME=str(cwd / "nxf_home"), **extra)
 
+
+def _run(cwd: Path, *args, engine: Path = NEXTFLOW, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(_engine(engine)), "run", str(ROOT), *args], cwd=cwd, env=env or _env(cwd),
+                          capture_output=True, text=True, timeout=1200)
+
+
+def _output(result) -> str:
+    return result.stdout + result.stderr
+
+
+def _tasks(result) -> list[str]:
+    """'PROCESS (tag)' of every task a run started (Submitted) or took from the cache (Cached)."""
+    return re.findall(r"(?m)^\[[0-9a-f]{2}/[0-9a-f]{6}\] (Submitted|Cached) process > (.+)$", result.stdout)
+
+
+def _published(outdir: Path) -> list[str]:
+    """Files under outdir other than Nextflow's own execution reports (written after every handler)."""
+    if not outdir.exists():
+        return []
+    return sorted(str(p.relative_to(outdir)) for p in outdir.rglob("*") if p.is_file()
+                  and not re.match(r"pipeline_info/(execution_(trace|report|timeline)|pipeline_dag)_", str(p.relative_to(outdir))))
+
+
+def _assert_refused(result, message: str, outdir: Path) -> None:
+    output = _output(result)
+    assert result.returncode != 0, output
+    assert message in output, output
+    assert "Exception" not in output and not re.search(r"^\s+at \w", output, re.M), output  # no stack trace
+    assert _published(outdir) == [], _published(outdir)
+
+
+def _trace_steps(outdir: Path) -> list[str]:
+    trace = next((outdir / "pipeline_info").glob("execution_trace_*.txt")).read_text().splitlines()
+    name = trace[0].split("\t").index("name")
+    return [row.split("\t")[name].split(" ")[0] for row in trace[1:]]
+
+
+def _bundled_copies(folder: Path) -> Path:
+    """Both test samples copied into ``folder`` with a samplesheet beside them (relative inputs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for sample in SAMPLES:
+        shutil.copy(ROOT / "src/graphimpute/data" / f"{sample}.h5ad", folder / f"{sample}.h5ad")
+    sheet = folder / "samplesheet.csv"
+    sheet.write_text("sample,input,label_key\n" + "".join(f"{s},{s}.h5ad,cell_type\n" for s in SAMPLES))
+    return sheet
+
+
+# ---- the engine itself -----------------------------------------------------------------------------------
 
 def test_the_pinned_engine_is_admitted_by_the_manifest_and_named_in_the_readme():
-    minimum = re.search(r"nextflowVersion\s*=\s*'!>=([\d.]+)'", (ROOT / "nextflow.config").read_text()).group(1)
     as_tuple = lambda version: tuple(int(part) for part in version.split("."))  # noqa: E731
-    assert as_tuple(PINNED) >= as_tuple(minimum)
+    assert as_tuple(PINNED) >= as_tuple(OLDEST)
     assert PINNED in (ROOT / "README.md").read_text()
+    assert f"Nextflow ≥ {OLDEST.rsplit('.', 1)[0]}" in (ROOT / "README.md").read_text()
 
 
-def test_stub_run_wires_the_whole_workflow_for_both_test_samples(tmp_path):
-    result = _run(tmp_path, "-profile", "test,local", "-stub-run", "--outdir", "out", "--methods", "none,gene_mean")
-    assert result.returncode == 0, result.stdout + result.stderr
-    for sample in ("pbmc3k_small", "dropseq_3cl_small"):
-        for seed in ("seed0", "seed1"):
+def test_help_lists_the_schema_parameters(tmp_path):
+    result = _run(tmp_path, "--help")
+    assert result.returncode == 0, _output(result)
+    for option in ("--input", "--methods", "--mask_seeds", "--use_gpu", "--container_registry"):
+        assert option in result.stdout
+
+
+# ---- wiring: -stub-run (every process's stub block, seconds) ---------------------------------------------
+
+def test_stub_run_wires_the_whole_workflow_for_both_samples_and_casts_text_parameters(tmp_path):
+    # --seed and --mask_seeds arrive as text from the command line: three masks, seeds 4, 5, 6
+    result = _run(tmp_path, "-profile", "test,local", "-stub-run", "--outdir", "out", "--methods", "none,gene_mean",
+                  "--seed", "4", "--mask_seeds", "3")
+    assert result.returncode == 0, _output(result)
+    out = tmp_path / "out"
+    for sample in SAMPLES:
+        for seed in ("seed4", "seed5", "seed6"):
+            assert (out / f"mask/{sample}.{seed}.truth.h5ad").exists()
             for method in ("none", "gene_mean"):
-                assert (tmp_path / f"out/impute/{sample}.{seed}.{method}.h5ad").exists()
-        assert (tmp_path / f"out/evaluate/{sample}.metrics.tsv").exists()
-    assert (tmp_path / "out/multiqc/multiqc_report.html").exists()
+                assert (out / f"impute/{sample}.{seed}.{method}.h5ad").exists()
+        assert (out / f"evaluate/{sample}.metrics.tsv").exists()
+    steps = _trace_steps(out)
+    assert steps.count("GRAPHIMPUTE:MASK") == 6 and steps.count("GRAPHIMPUTE:GRAPH") == 6
+    assert steps.count("GRAPHIMPUTE:IMPUTE") == 12 and steps.count("GRAPHIMPUTE:EVALUATE") == 2
+    assert "GRAPHIMPUTE:IMPUTE_TRAIN" not in steps  # neither method trains
+    assert (out / "multiqc/multiqc_report.html").exists()
 
 
-def test_methods_auto_is_refused_at_start_in_plain_words(tmp_path):
-    result = _run(tmp_path, "-profile", "test,local", "--outdir", "out", "--methods", "auto")
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "--methods auto is not supported by the Nextflow pipeline" in output
-    assert "Exception" not in output and not re.search(r"^\s+at \w", output, re.M)  # no stack trace
-    work = tmp_path / "work"
-    assert not work.exists() or not any(work.iterdir())  # refused before any task
+def test_stub_run_without_benchmark_has_no_mask_and_no_evaluation(tmp_path):
+    result = _run(tmp_path, "-profile", "test,local", "-stub-run", "--outdir", "out", "--methods", "none",
+                  "--benchmark", "false")  # the text 'false' is a flag's false
+    assert result.returncode == 0, _output(result)
+    out = tmp_path / "out"
+    assert not (out / "mask").exists() and not (out / "evaluate").exists()
+    assert (out / "impute/pbmc3k_small.none.h5ad").exists() and (out / "graph/pbmc3k_small.h5ad").exists()
+    assert sorted(set(_trace_steps(out))) == [
+        "GRAPHIMPUTE:GRAPH", "GRAPHIMPUTE:IMPUTE", "GRAPHIMPUTE:INPUT_CHECK:SAMPLESHEET_CHECK",
+        "GRAPHIMPUTE:MULTIQC", "GRAPHIMPUTE:NORMALISE", "GRAPHIMPUTE:QC"]
+
+
+def test_the_oldest_engine_the_manifest_admits_runs_the_workflow(tmp_path):
+    result = _run(tmp_path, "-profile", "test,local", "-stub-run", "--outdir", "out", "--methods", "none,scvgae",
+                  engine=OLDEST_ENGINE)
+    assert result.returncode == 0, _output(result)
+    assert f"version {OLDEST}" in result.stdout
+    assert (tmp_path / "out/impute/dropseq_3cl_small.seed1.scvgae.h5ad").exists()
+
+
+FAKE_ENGINE = r"""#!/bin/bash
+# Stands in for a container engine: logs its arguments, then runs the task's command on this machine
+# (with the variables Singularity would pass in: SINGULARITYENV_X as X).
+echo "$*" >> LOG
+case "$1" in run|exec) ;; *) exit 0 ;; esac
+for name in $(env | sed -n 's/^SINGULARITYENV_\([A-Za-z_]*\)=.*/\1/p'); do
+    value="SINGULARITYENV_$name"; export "$name=${!value}"
+done
+shift
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -w) cd "$2"; shift 2 ;;
+        graphimpute:*|*.sif) shift; break ;;
+        *) shift ;;
+    esac
+done
+exec "$@"
+"""
+
+
+@pytest.mark.parametrize("engine", ["docker", "singularity"])
+def test_gpu_options_reach_only_the_training_tasks(tmp_path, engine):
+    """-profile <engine>,gpu on a stand-in engine: the GPU option (--gpus all, --nv) and the CUDA image are
+    given to IMPUTE_TRAIN's tasks and to no other."""
+    fake = tmp_path / "fake_bin" / engine
+    fake.parent.mkdir()
+    log = tmp_path / f"{engine}.log"
+    fake.write_text(FAKE_ENGINE.replace("LOG", str(log)))
+    fake.chmod(0o755)
+    images = []
+    if engine == "singularity":  # local image files: no pull
+        for name in ("cpu.sif", "cuda.sif"):
+            (tmp_path / name).touch()
+        images = ["--container", str(tmp_path / "cpu.sif"), "--container_gpu", str(tmp_path / "cuda.sif")]
+    # the stand-in runs each task here: on this checkout's Python, as -profile local would
+    env = _env(tmp_path, PATH=f"{fake.parent}:{ROOT / '.venv/bin'}:{os.environ['PATH']}")
+    result = _run(tmp_path, "-profile", f"test,{engine},gpu", "-stub-run", "--outdir", "out",
+                  "--methods", "none,scvgae", "--mask_seeds", "1", *images, env=env)
+    assert result.returncode == 0, _output(result)
+    gpu_option, cuda_image = ("--gpus all", "graphimpute:0.1.0-cuda") if engine == "docker" else \
+        ("--nv", str(tmp_path / "cuda.sif"))
+    runs = [line for line in log.read_text().splitlines() if line.split(" ")[0] in ("run", "exec")]
+    assert len(runs) == len(_tasks(result)) > 0
+    work = {}
+    for task_run in (tmp_path / "work").glob("*/*/.command.run"):
+        name = re.search(r"(?m)^### name: '(.+)'$", task_run.read_text()).group(1)
+        work[str(task_run.parent)] = name
+    for line in runs:
+        task = next(name for folder, name in work.items() if folder in line)
+        trains = task.startswith("GRAPHIMPUTE:IMPUTE_TRAIN")
+        assert (f" {gpu_option} " in line) == trains, (task, line)
+        assert (cuda_image in line) == trains, (task, line)
+    assert any(name.startswith("GRAPHIMPUTE:IMPUTE_TRAIN") for name in work.values())
+
+
+# ---- refusals: one plain message, a non-zero exit, nothing published --------------------------------------
+
+def _missing_input_sheet(folder: Path) -> Path:
+    sheet = folder / "missing.csv"
+    sheet.write_text("sample,input\npbmc,nowhere/pbmc.h5ad\n")
+    return sheet
+
+
+REFUSALS = {
+    "methods auto": (["--methods", "auto"], "--methods auto is not supported by the Nextflow pipeline", True),
+    "missing input file": (["--input", _missing_input_sheet], "input 'nowhere/pbmc.h5ad' of sample 'pbmc' does not exist",
+                           True),
+    "invalid parameter": (["--mask_seeds", "0"], "Invalid parameters", True),
+    "unknown method": (["--methods", "none,not_a_method"], "unknown method 'not_a_method'", False),
+    "samplesheet without input column": (["--input", ROOT / "tests/nextflow/data/samplesheet_missing_column.csv"],
+                                         "missing required column(s): input", False),
+    "mistyped method in --method_params": (["--method_params", ROOT / "tests/nextflow/data/method_params_typo.json"],
+                                           "scgn", False),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_mistakes_stop_the_run_with_one_plain_message_and_publish_nothing(tmp_path, case):
+    """at_start: found before any task (no work folder is used); the others by the samplesheet check, the
+    first task, whose message stops the run before any other task starts."""
+    args, message, at_start = REFUSALS[case]
+    args = [str(arg(tmp_path)) if callable(arg) else str(arg) for arg in args]
+    result = _run(tmp_path, "-profile", "test,local", "--outdir", "out", *args)
+    _assert_refused(result, message, tmp_path / "out")
+    started = [task for _, task in _tasks(result)]
+    if at_start:
+        assert started == [] and not any((tmp_path / "work").glob("*/*"))
+    else:
+        assert [task.split(" ")[0] for task in started] == ["GRAPHIMPUTE:INPUT_CHECK:SAMPLESHEET_CHECK"]
+
+
+# ---- one real run of the test profile, killed mid-IMPUTE and resumed ---------------------------------------
+
+@pytest.fixture(scope="module")
+def killed_then_resumed(tmp_path_factory):
+    """The test profile on copies of its two samples: SIGTERM while the first training task runs, then
+    -resume to the end. Returns (folder, killed run's output, resumed run)."""
+    folder = tmp_path_factory.mktemp("engine_run")
+    sheet = _bundled_copies(folder / "inputs")
+    args = ["run", str(ROOT), "-profile", "test,local", "--input", str(sheet), "--outdir", "out"]
+    process = subprocess.Popen([str(_engine()), *args], cwd=folder, env=_env(folder), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    killed = []
+    for line in process.stdout:
+        killed.append(line)
+        if "Submitted process > GRAPHIMPUTE:IMPUTE_TRAIN" in line:
+            time.sleep(3)  # inside the task's Python
+            process.send_signal(signal.SIGTERM)
+            break
+    killed.extend(process.stdout)
+    process.wait(timeout=300)
+    resumed = subprocess.run([str(_engine()), *args, "-resume"], cwd=folder, env=_env(folder),
+                             capture_output=True, text=True, timeout=1200)
+    return folder, process.returncode, "".join(killed), resumed
+
+
+def test_a_killed_run_resumes_from_its_finished_tasks(killed_then_resumed):
+    _, killed_status, killed, resumed = killed_then_resumed
+    assert killed_status != 0 and "IMPUTE_TRAIN" in killed
+    assert resumed.returncode == 0, _output(resumed)
+    kinds = [kind for kind, _ in _tasks(resumed)]
+    assert "Cached" in kinds and "Submitted" in kinds  # the finished tasks were kept, the rest ran
+
+
+def test_the_test_profile_runs_every_step_on_both_samples(killed_then_resumed):
+    folder, *_ = killed_then_resumed
+    out = folder / "out"
+    seeds = ("seed0", "seed1")  # --seed 0, --mask_seeds 2 (conf/test.config)
+    for sample in SAMPLES:
+        assert (out / f"qc/{sample}.h5ad").exists() and (out / f"normalise/{sample}.h5ad").exists()
+        assert not (out / f"mask/{sample}.h5ad").exists() and not (out / f"graph/{sample}.h5ad").exists()
+        for seed in seeds:
+            for step in (f"mask/{sample}.{seed}.h5ad", f"mask/{sample}.{seed}.truth.h5ad", f"graph/{sample}.{seed}.h5ad"):
+                assert (out / step).exists(), step
+        imputed = sorted(p.name for p in (out / "impute").glob(f"{sample}.*.h5ad"))
+        assert imputed == sorted(f"{sample}.{seed}.{method}.h5ad" for seed in seeds for method in TEST_METHODS)
+        for name in ("summary.json", "summary.tsv", "ranking.tsv"):
+            assert (out / f"evaluate/{sample}.{name}").exists(), name
+        metrics = (out / f"evaluate/{sample}.metrics.tsv").read_text().splitlines()
+        seed_column = metrics[0].split("\t").index("seed")
+        assert {row.split("\t")[seed_column] for row in metrics[1:]} == {"0", "1"}
+        for seed in seeds:  # each mask drawn with its own seed
+            row = (out / f"mask/{sample}.{seed}.mask_mqc.tsv").read_text().splitlines()
+            header = row[0].split("\t") if not row[0].startswith("#") else None
+            assert header is None or row[-1].split("\t")[header.index("seed")] == seed[4:]
+    report = out / "multiqc"
+    assert (report / "multiqc_report.html").exists()
+    for table in ("qc", "impute"):
+        assert (report / f"multiqc_report_data/multiqc_graphimpute_{table}_table.txt").exists()
+    versions = (out / "pipeline_info/graphimpute_software_mqc_versions.yml").read_text()
+    assert "graphimpute" in versions and "multiqc:" in versions and "torch:" in versions
+
+
+def _imputed(path: Path) -> np.ndarray:
+    layer = ad.read_h5ad(path).layers["imputed"]
+    return layer.toarray() if sp.issparse(layer) else np.asarray(layer)
+
+
+def test_imputed_layers_equal_graphimpute_run_bitwise(killed_then_resumed, tmp_path):
+    """The same steps, options and seeds in one `graphimpute run` per sample give the same bytes."""
+    folder, *_ = killed_then_resumed
+    methods = ",".join(TEST_METHODS)
+    for sample in SAMPLES:
+        command = [str(ROOT / ".venv/bin/graphimpute"), "run", "--input", str(ROOT / f"src/graphimpute/data/{sample}.h5ad"),
+                   "--sample", sample, "--outdir", str(tmp_path / "cli"), "--methods", methods, "--benchmark",
+                   "--mask-seeds", "2", "--label-key", "cell_type", "--params-file",
+                   str(ROOT / "assets/test_method_params.json"), "--n-top-genes", "500", "--n-pcs", "20",
+                   "--threads", "1", "--device", "cpu", "--seed", "0"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+        assert done.returncode == 0, done.stdout + done.stderr
+    for mine in sorted((folder / "out/impute").glob("*.h5ad")):
+        theirs = tmp_path / "cli/impute" / mine.name
+        a, b = _imputed(mine), _imputed(theirs)
+        assert a.dtype == b.dtype and np.array_equal(a, b), mine.name
+
+
+def test_resume_reruns_nothing_then_only_the_changed_sample(killed_then_resumed):
+    folder, *_ = killed_then_resumed
+    args = ["-profile", "test,local", "--input", str(folder / "inputs/samplesheet.csv"), "--outdir", "out", "-resume"]
+    again = _run(folder, *args)
+    assert again.returncode == 0, _output(again)
+    assert {kind for kind, _ in _tasks(again)} == {"Cached"}
+    # one count of one sample changes: that sample's tasks and the report rerun, the other's are cached
+    changed = folder / "inputs/dropseq_3cl_small.h5ad"
+    data = ad.read_h5ad(changed)
+    data.X = data.X.tocsr() if sp.issparse(data.X) else sp.csr_matrix(data.X)
+    data.X.data[0] += 1
+    data.write_h5ad(changed)
+    rerun = _run(folder, *args)
+    assert rerun.returncode == 0, _output(rerun)
+    submitted = [task for kind, task in _tasks(rerun) if kind == "Submitted"]
+    assert submitted and all("dropseq_3cl_small" in task or task.startswith("GRAPHIMPUTE:MULTIQC")
+                             for task in submitted), submitted
+    cached = [task for kind, task in _tasks(rerun) if kind == "Cached"]
+    assert any("pbmc3k_small" in task for task in cached) and not any("dropseq_3cl_small" in t for t in cached)

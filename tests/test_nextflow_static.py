@@ -728,6 +728,6 @@ out.autoencoder = methodsProblem('autoencoder')
     # called on every run before any task, at the top level of the start-up (not only with --validate_params)
     init = checks.blocks((ROOT / "subworkflows/local/pipeline_initialisation/main.nf").read_text(), "workflow")
     main = checks.sections(init["PIPELINE_INITIALISATION"])["main"]
-    assert re.search(r"(?m)^    def (\w+) = methodsProblem\(options\.methods\)\n    if \(\1\) \{\n        error\(\1\)",
+    assert re.search(r"(?m)^    def (\w+) = methodsProblem\(options\.methods\)\n    if \(\1\) \{\n        refuse\(\1\)",
                      main), main
 

@@ -114,11 +114,12 @@ workflow GRAPHIMPUTE {
     }
 
     // Software versions of every task, once each, plus the workflow's own: into the report (where
-    // MULTIQC adds its own), and published with MULTIQC's included.
-    ch_workflow_versions = channel.of(
+    // MULTIQC adds its own), and published with MULTIQC's included; nothing when the input check refused
+    // the run (the workflow's own versions follow the check's).
+    ch_workflow_versions = INPUT_CHECK.out.versions.map { _checked ->
         // text, not a GString: a GString holding the engine's VersionNumber cannot cross a channel
         "Workflow:\n    graphimpute: ${workflow.manifest.version}\n    Nextflow: ${workflow.nextflow.version}".toString()
-    )
+    }
     ch_versions_text = ch_versions
         .map { path -> path.text.trim() }
         .mix(ch_workflow_versions)

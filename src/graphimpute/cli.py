@@ -283,11 +283,13 @@ def _params(pairs: tuple[str, ...], params_file: Path | None) -> dict:
 
 def _ctx(seed, device, quiet, checkpoint_every=None, resume=False, workdir=None):
     from graphimpute.methods import RunContext
-    from graphimpute.train import resolve_device
 
     if resume and workdir is None:
         raise GraphImputeError("--resume needs --workdir: the folder that holds the checkpoints to resume from")
-    resolve_device(device)  # refuse cuda where there is none before any work is done
+    if device != "cpu":  # refuse cuda where there is none before any work is done (cpu needs no torch: ~3 s)
+        from graphimpute.train import resolve_device
+
+        resolve_device(device)
     return RunContext(seed=seed, device=device, progress=not quiet, checkpoint_every=checkpoint_every,
                       resume=resume, workdir=workdir)
 

@@ -4,6 +4,7 @@
  */
 
 include { SAMPLESHEET_CHECK } from '../../../modules/local/samplesheet_check'
+include { inputLocation     } from '../pipeline_initialisation'
 
 workflow INPUT_CHECK {
     take:
@@ -16,6 +17,10 @@ workflow INPUT_CHECK {
     ch_base_dir = ch_samplesheet.map { sheet -> sheet.parent.toUriString() }
     SAMPLESHEET_CHECK(ch_samplesheet, ch_methods_spec, ch_method_params_file, ch_base_dir)
 
+    // A problem with the user's samplesheet, methods or --method_params stops the run with its message
+    // (the check task exits 0 then, and writes no checked sheet: nothing downstream starts).
+    SAMPLESHEET_CHECK.out.problem.subscribe { problem -> error(problem.text.trim()) }
+
     ch_samples = SAMPLESHEET_CHECK.out.csv
         .splitCsv(header: true, strip: true)
         .combine(ch_base_dir)
@@ -26,28 +31,25 @@ workflow INPUT_CHECK {
         .splitCsv(header: true, sep: '\t', strip: true)
         .map { row -> [name: row.method, trains: row.trains == 'true'] }
 
+    // A refused check publishes nothing, its versions included (they join the run's versions file).
+    ch_versions = SAMPLESHEET_CHECK.out.csv.combine(SAMPLESHEET_CHECK.out.versions).map { _csv, versions -> versions }
+
     emit:
     samples  = ch_samples                          // channel: [ meta, input ], meta = [id, format, label_key, layer]
     methods  = ch_methods                          // channel: [name: method, trains: boolean] per method
-    versions = SAMPLESHEET_CHECK.out.versions      // channel: versions.yml
+    versions = ch_versions                         // channel: versions.yml of a check that passed
 }
 
 /*
- * One checked samplesheet row as [ meta, input ]. The input is looked for here, not in the check task,
- * because only Nextflow can see every storage (local, shared, s3://, gs://, az://) the inputs may be on.
+ * One checked samplesheet row as [ meta, input ]; PIPELINE_INITIALISATION found every input before any
+ * task (only Nextflow sees every storage they may be on: local, shared, s3://, gs://, az://).
  */
 def sampleFromRow(row, base_dir) {
-    def given = row.input
-    def location = (given.startsWith('/') || given.contains('://')) ? given : "${base_dir}/${given}"
-    def input = file(location)
-    if (!input.exists()) {
-        error("Samplesheet ${params.input}: input '${given}' of sample '${row.sample}' does not exist (looked for ${input.toUriString()})")
-    }
     def meta = [
         id       : row.sample,
         format   : row.format ?: 'auto',
         label_key: row.label_key ?: '',
         layer    : row.layer ?: ''
     ]
-    return [meta, input]
+    return [meta, file(inputLocation(row.input, base_dir))]
 }

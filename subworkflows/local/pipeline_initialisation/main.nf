@@ -24,13 +24,17 @@ workflow PIPELINE_INITIALISATION {
     }
     def unsupported = methodsProblem(options.methods)
     if (unsupported) {
-        error(unsupported)
+        refuse(unsupported)
     }
     def software = softwareProblems(options, workflow.containerEngine, workflow.profile,
                                     workflow.workDir.toUriString(), workflow.nextflow.version.toString())
     software.warnings.each { message -> log.warn(message) }
     if (software.errors) {
-        error("Software settings:\n" + software.errors.collect { message -> "  * ${message}" }.join('\n'))
+        refuse("Software settings:\n" + software.errors.collect { message -> "  * ${message}" }.join('\n'))
+    }
+    def missing = missingInputs(file(options.input))
+    if (missing) {
+        refuse("Samplesheet ${options.input}:\n" + missing.collect { message -> "  * ${message}" }.join('\n'))
     }
     log.info(summaryLog(schema, options))
 
@@ -135,8 +139,47 @@ def validateParameters(schema, parameters) {
         }
     }
     if (problems) {
-        error("Invalid parameters:\n" + problems.collect { problem -> "  * ${problem}" }.join('\n'))
+        refuse("Invalid parameters:\n" + problems.collect { problem -> "  * ${problem}" }.join('\n'))
     }
+}
+
+// Stops the run before any task with the reason, and publishes nothing: Nextflow opened this run's trace
+// file at start (nextflow.config names it), so it and the folders made for it are removed again.
+def refuse(message) {
+    try {
+        def info = file("${params.outdir}/pipeline_info")
+        file("${info}/execution_trace_${params.trace_report_suffix}.txt").delete()
+        [info, file(params.outdir)].each { folder -> if (folder.isDirectory() && !folder.list()) { folder.delete() } }
+    }
+    catch (Exception cause) {
+        log.debug("could not remove the trace file of a refused run: ${cause}")
+    }
+    error(message)
+}
+
+// ---- the samplesheet's inputs ---------------------------------------------------------------------------
+
+// Inputs named in the samplesheet that do not exist, as messages (relative ones are relative to the
+// samplesheet's folder). Only Nextflow sees every storage they may be on (local, s3://, gs://, az://), so it
+// looks for them here, before any task; the rest of the sheet is checked by `graphimpute check-samplesheet`
+// in the first task, which also reports a sheet this cannot read.
+def missingInputs(samplesheet) {
+    def rows
+    try {
+        rows = samplesheet.splitCsv(header: true, strip: true)
+    }
+    catch (Exception _cause) {
+        return []
+    }
+    def base_dir = samplesheet.parent.toUriString()
+    return rows.findAll { row -> row.input }.collect { row -> [row, inputLocation(row.input, base_dir)] }
+        .findAll { _row, location -> !file(location).exists() }
+        .collect { row, location -> "input '${row.input}' of sample '${row.sample}' does not exist (looked for ${location})" }
+}
+
+// Where a samplesheet input is: absolute paths and URIs as given, relative paths in the samplesheet's folder.
+def inputLocation(given, base_dir) {
+    return (given.startsWith('/') || given.contains('://')) ? given : "${base_dir}/${given}"
 }
 
 def camelCase(name) {

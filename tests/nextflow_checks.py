@@ -55,7 +55,7 @@ PUBLISH_LAYOUT = {"QC": "qc", "NORMALISE": "normalise", "MASK": "mask", "GRAPH":
                   "IMPUTE_TRAIN": "impute", "EVALUATE": "evaluate", "MULTIQC": "multiqc",
                   "SAMPLESHEET_CHECK": "pipeline_info"}
 
-NF_TREE = ("main.nf", "nextflow.config", "nextflow_schema.json", "nf-test.config", "conf", "modules", "subworkflows",
+NF_TREE = ("main.nf", "nextflow.config", "nextflow_schema.json", "conf", "modules", "subworkflows",
            "workflows", "bin", "assets", "tests/nextflow")
 
 
@@ -196,7 +196,7 @@ def processes(root: Path) -> dict[str, Process]:
 
 
 def nf_files(root: Path) -> list[Path]:
-    """The pipeline's .nf files (not those in Nextflow's work/ or nf-test's folders, nor tests/)."""
+    """The pipeline's .nf files (not those in Nextflow's work/, nor tests/)."""
     found = []
     for path in root.rglob("*.nf"):
         parts = path.relative_to(root).parts
@@ -246,10 +246,6 @@ def groovy_unavailable() -> str | None:
     return None
 
 
-def nf_test_files(root: Path) -> list[Path]:
-    return sorted(root.glob("**/*.nf.test")) + [p for p in [root / "nf-test.config"] if p.is_file()]
-
-
 def groovy_command(*arguments: str) -> list[str]:
     """java running GroovyMain; fast start-up settings (a short-lived JVM), only the jars needed."""
     jars = [str(jar) for jar in sorted(groovy_jar_dir().glob("groovy-*.jar"))
@@ -259,8 +255,8 @@ def groovy_command(*arguments: str) -> list[str]:
 
 
 def check_groovy_syntax(root: Path) -> list[str]:
-    """Every .nf, .config and nf-test file parses as Groovy 4 (the language DSL2 and nf-test use)."""
-    files = [str(p) for p in nf_files(root) + config_files(root) + nf_test_files(root)]
+    """Every .nf and .config file parses as Groovy 4 (the language of DSL2)."""
+    files = [str(p) for p in nf_files(root) + config_files(root)]
     checker = Path(__file__).resolve().parents[1] / "scripts" / "check_groovy_syntax.groovy"
     done = subprocess.run(groovy_command(str(checker), *files), capture_output=True, text=True, timeout=300)
     problems = [line for line in done.stdout.splitlines() if line.startswith("ERROR")]

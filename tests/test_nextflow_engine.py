@@ -161,10 +161,10 @@ exec "$@"
 """
 
 
-@pytest.mark.parametrize("engine", ["docker", "singularity"])
+@pytest.mark.parametrize("engine", ["docker", "podman", "singularity"])
 def test_gpu_options_reach_only_the_training_tasks(tmp_path, engine):
-    """-profile <engine>,gpu on a stand-in engine: the GPU option (--gpus all, --nv) and the CUDA image are
-    given to IMPUTE_TRAIN's tasks and to no other."""
+    """-profile <engine>,gpu on a stand-in engine: the GPU option (--gpus all, --device nvidia.com/gpu=all,
+    --nv) and the CUDA image are given to IMPUTE_TRAIN's tasks and to no other."""
     fake = tmp_path / "fake_bin" / engine
     fake.parent.mkdir()
     log = tmp_path / f"{engine}.log"
@@ -180,8 +180,9 @@ def test_gpu_options_reach_only_the_training_tasks(tmp_path, engine):
     result = _run(tmp_path, "-profile", f"test,{engine},gpu", "-stub-run", "--outdir", "out",
                   "--methods", "none,scvgae", "--mask_seeds", "1", *images, env=env)
     assert result.returncode == 0, _output(result)
-    gpu_option, cuda_image = ("--gpus all", "graphimpute:0.1.0-cuda") if engine == "docker" else \
-        ("--nv", str(tmp_path / "cuda.sif"))
+    gpu_option, cuda_image = {"docker": ("--gpus all", "graphimpute:0.1.0-cuda"),
+                              "podman": ("--device nvidia.com/gpu=all", "graphimpute:0.1.0-cuda"),
+                              "singularity": ("--nv", str(tmp_path / "cuda.sif"))}[engine]
     runs = [line for line in log.read_text().splitlines() if line.split(" ")[0] in ("run", "exec")]
     assert len(runs) == len(_tasks(result)) > 0
     work = {}
@@ -282,14 +283,16 @@ def test_the_test_profile_runs_every_step_on_both_samples(killed_then_resumed):
         metrics = (out / f"evaluate/{sample}.metrics.tsv").read_text().splitlines()
         seed_column = metrics[0].split("\t").index("seed")
         assert {row.split("\t")[seed_column] for row in metrics[1:]} == {"0", "1"}
-        for seed in seeds:  # each mask drawn with its own seed
-            row = (out / f"mask/{sample}.{seed}.mask_mqc.tsv").read_text().splitlines()
-            header = row[0].split("\t") if not row[0].startswith("#") else None
-            assert header is None or row[-1].split("\t")[header.index("seed")] == seed[4:]
     report = out / "multiqc"
     assert (report / "multiqc_report.html").exists()
-    for table in ("qc", "impute"):
-        assert (report / f"multiqc_report_data/multiqc_graphimpute_{table}_table.txt").exists()
+    for table in ("qc", "normalise", "graph", "impute", "ranking"):
+        assert (report / f"multiqc_report_data/multiqc_graphimpute_{table}_table.txt").exists(), table
+    # each masked copy drawn with its own seed (MultiQC's table of the mask step: Sample, ..., seed)
+    masks = [row.split("\t") for row in (report / "multiqc_report_data/multiqc_graphimpute_mask_table.txt")
+             .read_text().splitlines()]
+    seed = masks[0].index("seed")
+    assert sorted((row[0], row[seed]) for row in masks[1:]) == sorted(
+        (f"{sample}.seed{k}", str(k)) for sample in SAMPLES for k in (0, 1))
     versions = (out / "pipeline_info/graphimpute_software_mqc_versions.yml").read_text()
     assert "graphimpute" in versions and "multiqc:" in versions and "torch:" in versions
 
@@ -303,16 +306,19 @@ def test_imputed_layers_equal_graphimpute_run_bitwise(killed_then_resumed, tmp_p
     """The same steps, options and seeds in one `graphimpute run` per sample give the same bytes."""
     folder, *_ = killed_then_resumed
     methods = ",".join(TEST_METHODS)
-    for sample in SAMPLES:
+    runs = []
+    for sample in SAMPLES:  # both at once: each is one thread, as each task is
         command = [str(ROOT / ".venv/bin/graphimpute"), "run", "--input", str(ROOT / f"src/graphimpute/data/{sample}.h5ad"),
-                   "--sample", sample, "--outdir", str(tmp_path / "cli"), "--methods", methods, "--benchmark",
+                   "--sample", sample, "--outdir", str(tmp_path / sample), "--methods", methods, "--benchmark",
                    "--mask-seeds", "2", "--label-key", "cell_type", "--params-file",
                    str(ROOT / "assets/test_method_params.json"), "--n-top-genes", "500", "--n-pcs", "20",
-                   "--threads", "1", "--device", "cpu", "--seed", "0"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
-        assert done.returncode == 0, done.stdout + done.stderr
+                   "--threads", "1", "--device", "cpu", "--seed", "0", "--quiet"]
+        runs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for done in runs:
+        output = done.communicate(timeout=1200)[0]
+        assert done.returncode == 0, output
     for mine in sorted((folder / "out/impute").glob("*.h5ad")):
-        theirs = tmp_path / "cli/impute" / mine.name
+        theirs = tmp_path / mine.name.split(".")[0] / "impute" / mine.name
         a, b = _imputed(mine), _imputed(theirs)
         assert a.dtype == b.dtype and np.array_equal(a, b), mine.name
 
@@ -336,3 +342,89 @@ def test_resume_reruns_nothing_then_only_the_changed_sample(killed_then_resumed)
                              for task in submitted), submitted
     cached = [task for kind, task in _tasks(rerun) if kind == "Cached"]
     assert any("pbmc3k_small" in task for task in cached) and not any("dropseq_3cl_small" in t for t in cached)
+
+
+# ---- each module alone (what the nf-test files did: nf-test itself cannot be had here) ----------------------
+
+MODULES_WORKFLOW = """
+include { SAMPLESHEET_CHECK } from 'ROOT/modules/local/samplesheet_check'
+include { QC                } from 'ROOT/modules/local/qc'
+include { NORMALISE         } from 'ROOT/modules/local/normalise'
+include { MASK              } from 'ROOT/modules/local/mask'
+include { GRAPH             } from 'ROOT/modules/local/graph'
+include { IMPUTE            } from 'ROOT/modules/local/impute'
+include { IMPUTE_TRAIN      } from 'ROOT/modules/local/impute_train'
+include { EVALUATE          } from 'ROOT/modules/local/evaluate'
+include { MULTIQC           } from 'ROOT/modules/local/multiqc'
+
+workflow {
+    def counts = file('ROOT/src/graphimpute/data/pbmc3k_small.h5ad', checkIfExists: true)
+    def meta = [id: 'pbmc', format: 'h5ad', label_key: 'cell_type']
+    def stub = 'ROOT/tests/nextflow/data/evaluate_stub'
+    SAMPLESHEET_CHECK(file('ROOT/assets/samplesheet_test.csv'), 'none,scvgae', [], 'ROOT/assets')
+    QC(channel.of([meta, counts]))
+    NORMALISE(channel.of([meta, counts]))
+    MASK(channel.of([meta + [id: 'pbmc.seed1', sample: 'pbmc', mask_seed: 1], counts]))
+    GRAPH(channel.of([meta, counts]))
+    IMPUTE(channel.of([meta + [method: 'none', trains: false, params: [:]], counts]))
+    IMPUTE_TRAIN(channel.of([meta + [method: 'scgnn', trains: true, params: [max_epochs: 2]], counts]))
+    EVALUATE(channel.of(
+        [meta + [sample: 'pbmc'], ['seed0.none', 'seed0.gene_mean', 'seed1.none', 'seed1.gene_mean'].collect { name -> file("${stub}/pbmc.${name}.h5ad") },
+         ['seed0', 'seed1'].collect { name -> file("${stub}/pbmc.${name}.truth.h5ad") }],
+        [[id: 'one', sample: 'one', format: 'h5ad', label_key: ''], [file("${stub}/pbmc.seed0.none.h5ad")], file("${stub}/pbmc.seed0.truth.h5ad")]))
+    MULTIQC([file('ROOT/assets/samplesheet_test.csv')], [], file('ROOT/assets/multiqc_config.yml'))
+
+    def named = { step, meta_key -> { m, f -> "${step}\\t${m[meta_key]}\\t${f instanceof List ? f*.name.sort().join(',') : f.name}" } }
+    channel.empty().mix(
+        SAMPLESHEET_CHECK.out.csv.map { f -> "SAMPLESHEET_CHECK.csv\\t-\\t${f.name}" },
+        SAMPLESHEET_CHECK.out.methods.map { f -> "SAMPLESHEET_CHECK.methods\\t-\\t${f.readLines().join('|')}" },
+        QC.out.h5ad.map(named('QC.h5ad', 'id')), QC.out.mqc.map { f -> "QC.mqc\\t-\\t${f.name}" },
+        NORMALISE.out.h5ad.map(named('NORMALISE.h5ad', 'id')), NORMALISE.out.mqc.map { f -> "NORMALISE.mqc\\t-\\t${f.name}" },
+        MASK.out.h5ad.map(named('MASK.h5ad', 'id')), MASK.out.truth.map(named('MASK.truth', 'mask_seed')),
+        MASK.out.mqc.map { f -> "MASK.mqc\\t-\\t${f.name}" },
+        GRAPH.out.h5ad.map(named('GRAPH.h5ad', 'id')),
+        IMPUTE.out.h5ad.map(named('IMPUTE.h5ad', 'method')), IMPUTE.out.mqc.map { f -> "IMPUTE.mqc\\t-\\t${f.name}" },
+        IMPUTE_TRAIN.out.h5ad.map(named('IMPUTE_TRAIN.h5ad', 'method')),
+        IMPUTE_TRAIN.out.mqc.map { f -> "IMPUTE_TRAIN.mqc\\t-\\t${f.name}" },
+        EVALUATE.out.metrics.map(named('EVALUATE.metrics', 'id')),
+        EVALUATE.out.results.map { m, tables, summaries -> "EVALUATE.results\\t${m.id}\\t${tables*.name.sort().join(',')};${summaries.size()}" },
+        MULTIQC.out.report.map { f -> "MULTIQC.report\\t-\\t${f.name}" },
+        SAMPLESHEET_CHECK.out.versions.mix(QC.out.versions, NORMALISE.out.versions, MASK.out.versions, GRAPH.out.versions,
+            IMPUTE.out.versions, IMPUTE_TRAIN.out.versions, EVALUATE.out.versions, MULTIQC.out.versions)
+            .map { f -> "versions\\t-\\t${f.readLines()[0].replaceAll(/[":]/, '')}" }
+    ).collectFile(name: 'emitted.tsv', storeDir: params.outdir, newLine: true, sort: true)
+}
+"""
+
+
+def test_each_module_alone_emits_what_it_declares(tmp_path):
+    """Every module run on its own (-stub-run, the inputs its meta.yml documents): each output channel
+    carries the file named as it is published and the meta it was given."""
+    script = tmp_path / "modules.nf"
+    script.write_text(MODULES_WORKFLOW.replace("ROOT", str(ROOT)))
+    env = _env(tmp_path, PATH=f"{ROOT / 'bin'}:{ROOT / '.venv/bin'}:{os.environ['PATH']}")
+    result = subprocess.run([str(_engine()), "run", str(script), "-c", str(ROOT / "nextflow.config"), "-profile", "test", "-stub-run",
+                             "--outdir", str(tmp_path / "out")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, _output(result)
+    emitted = {}
+    for line in (tmp_path / "out/emitted.tsv").read_text().splitlines():
+        channel, key, value = line.split("\t", 2)
+        emitted.setdefault(channel, []).append((key, value))
+    assert emitted.pop("SAMPLESHEET_CHECK.methods") == [("-", "method\ttrains|none\tfalse|scvgae\ttrue")]
+    assert emitted.pop("versions") == [("-", process) for process in sorted(
+        ["EVALUATE"] * 2 + ["GRAPH", "IMPUTE", "IMPUTE_TRAIN", "MASK", "MULTIQC", "NORMALISE", "QC", "SAMPLESHEET_CHECK"])]
+    tables = "{0}.embeddings.tsv,{0}.histories.tsv,{0}.metrics.tsv,{0}.ranking.tsv,{0}.runs.tsv,{0}.summary.tsv"
+    assert {channel: sorted(values) for channel, values in emitted.items()} == {
+        "SAMPLESHEET_CHECK.csv": [("-", "samplesheet.valid.csv")],
+        "QC.h5ad": [("pbmc", "pbmc.h5ad")], "QC.mqc": [("-", "pbmc.qc_mqc.tsv")],
+        "NORMALISE.h5ad": [("pbmc", "pbmc.h5ad")], "NORMALISE.mqc": [("-", "pbmc.normalise_mqc.tsv")],
+        "MASK.h5ad": [("pbmc.seed1", "pbmc.seed1.h5ad")], "MASK.truth": [("1", "pbmc.seed1.truth.h5ad")],
+        "MASK.mqc": [("-", "pbmc.seed1.mask_mqc.tsv")],
+        "GRAPH.h5ad": [("pbmc", "pbmc.h5ad")],
+        "IMPUTE.h5ad": [("none", "pbmc.none.h5ad")], "IMPUTE.mqc": [("-", "pbmc.none.impute_mqc.tsv")],
+        "IMPUTE_TRAIN.h5ad": [("scgnn", "pbmc.scgnn.h5ad")], "IMPUTE_TRAIN.mqc": [("-", "pbmc.scgnn.impute_mqc.tsv")],
+        "EVALUATE.metrics": [("one", "one.metrics.tsv"), ("pbmc", "pbmc.metrics.tsv")],
+        "EVALUATE.results": [("one", tables.format("one") + ";2"), ("pbmc", tables.format("pbmc") + ";2")],
+        "MULTIQC.report": [("-", "multiqc_report.html")],
+    }

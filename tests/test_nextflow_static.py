@@ -57,7 +57,6 @@ def test_the_checks_see_every_pipeline_file():
     assert len(found) == 14  # main, workflow, 3 subworkflows, 9 modules
     used = checks.used_params(ROOT)
     assert "conf/base.config" in used["container_gpu"] and "main.nf" in used["benchmark"]
-    assert len(checks.nf_test_files(ROOT)) == 11
 
 
 def test_every_step_process_is_checked():
@@ -369,12 +368,9 @@ def test_every_nf_and_config_file_parses_as_groovy(copy):
     # .nf and .config file (the same as the repository's) parses.
     plant(copy, "modules/local/graph/main.nf", "    output:\n", "    output: {\n")
     plant(copy, "conf/base.config", "maxRetries    = 2", "maxRetries    = (2")
-    plant(copy, "modules/local/qc/tests/main.nf.test", "then {", "then {{")
     problems = checks.check_groovy_syntax(copy)
-    assert len(checks.nf_test_files(copy)) == 11  # nine modules, the pipeline, nf-test.config: all parsed
     failed = sorted({p.split(":")[0].removeprefix("ERROR ") for p in problems})
-    assert failed == [str(copy / "conf/base.config"), str(copy / "modules/local/graph/main.nf"),
-                      str(copy / "modules/local/qc/tests/main.nf.test")], problems
+    assert failed == [str(copy / "conf/base.config"), str(copy / "modules/local/graph/main.nf")], problems
     assert all(p.split(":")[1].isdigit() for p in problems), problems  # each with its line number
 
 

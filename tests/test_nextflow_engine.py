@@ -197,6 +197,37 @@ def test_gpu_options_reach_only_the_training_tasks(tmp_path, engine):
     assert any(name.startswith("GRAPHIMPUTE:IMPUTE_TRAIN") for name in work.values())
 
 
+VERSION = re.search(r'(?m)^version = "(.+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+PODMAN_IMAGE = f"localhost/graphimpute:{VERSION}-cuda"  # scripts/build_podman_image.sh
+
+
+def _podman_image_missing() -> str | None:
+    if not shutil.which("podman"):
+        return "podman is not installed"
+    env = dict(os.environ, CONTAINERS_CONF=str(ROOT / "containers/podman.conf"))
+    if subprocess.run(["podman", "image", "exists", PODMAN_IMAGE], env=env).returncode != 0:
+        return f"no podman image {PODMAN_IMAGE}: build it with `sudo bash scripts/build_podman_image.sh` (~8 GB)"
+    return None
+
+
+def test_the_test_profile_runs_in_a_real_podman_container(tmp_path):
+    """The image this project's containers/Dockerfile.cuda builds, run by podman: every step of the test
+    profile (one mask seed) inside it. Skipped without the image: building it takes minutes and ~8 GB."""
+    missing = _podman_image_missing()
+    if missing:
+        pytest.skip(missing)
+    env = _env(tmp_path, CONTAINERS_CONF=str(ROOT / "containers/podman.conf"))
+    result = _run(tmp_path, "-profile", "test,podman", "--container", PODMAN_IMAGE, "--outdir", "out",
+                  "--mask_seeds", "1", env=env)
+    assert result.returncode == 0, _output(result)
+    assert "container           : podman" in result.stdout
+    steps = set(_trace_steps(tmp_path / "out"))
+    assert {"GRAPHIMPUTE:QC", "GRAPHIMPUTE:IMPUTE", "GRAPHIMPUTE:IMPUTE_TRAIN", "GRAPHIMPUTE:EVALUATE",
+            "GRAPHIMPUTE:MULTIQC"} <= steps
+    assert (tmp_path / "out/impute/dropseq_3cl_small.seed0.scvgae.h5ad").exists()
+    assert (tmp_path / "out/multiqc/multiqc_report.html").exists()
+
+
 # ---- refusals: one plain message, a non-zero exit, nothing published --------------------------------------
 
 def _missing_input_sheet(folder: Path) -> Path:

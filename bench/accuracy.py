@@ -30,7 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 from graphimpute import methods, pipeline, report
-from graphimpute.evaluate import METRICS, Settings
+from graphimpute.evaluate import Settings
+from graphimpute.metrics import METRICS
 from graphimpute.methods import RunContext
 
 log = logging.getLogger("accuracy")

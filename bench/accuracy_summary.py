@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from graphimpute import methods, verdict
-from graphimpute.evaluate import METRICS
+from graphimpute.metrics import METRICS
 
 VIEWS = [("mcv", "mcv_poisson"), ("mcv", "mcv_mse"), ("mcv", "kmeans_ari"),
          ("uniform", "hidden_gene_r"), ("uniform", "hidden_zero_auc"), ("uniform", "kmeans_ari")]

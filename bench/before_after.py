@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from graphimpute import verdict
-from graphimpute.evaluate import METRICS
+from graphimpute.metrics import METRICS
 
 REFERENCES = ("gene_mean", "knn_average")
 

@@ -21,7 +21,7 @@ import time
 import anndata
 import numpy as np
 
-from graphimpute import methods, pipeline
+from graphimpute import methods, runner
 from graphimpute.methods import RunContext
 from graphimpute.monitor import PeakMemory
 
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     adata = anndata.read_h5ad(args.graph_h5ad)
     for spec in methods.get(args.method).graphs:
         if spec.key not in adata.obsp:
-            pipeline.build_graph(adata, spec, seed=args.seed)
+            runner.build_graph(adata, spec, seed=args.seed)
     load_before = os.getloadavg()[0]
     timed(adata, args.method, 1, args.seed)  # warm-up: lazy imports and first-call costs stay out of both runs
     cpu_short, wall_short, _ = timed(adata, args.method, args.short, args.seed)

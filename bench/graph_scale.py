@@ -43,7 +43,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import measured  # noqa: E402
+from _child import measured  # noqa: E402
 
 FIELDS = ["label", "cells", "step", "methods", "wall_s", "cpu_s", "peak_mb", "load1_before", "commit", "rc"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from graphimpute import verdict
-from graphimpute.evaluate import METRICS
+from graphimpute.metrics import METRICS
 
 OWN = "graphmcv"
 PEERS = ["none", "gene_mean", "knn_average", "magic", "alra", "dca", "scvi", "scvgae", "graphsci", "cnnimpute",

@@ -29,8 +29,6 @@ import csv
 import math
 import os
 import platform
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import measured  # noqa: E402
 from graphmcv_scale import resample  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,40 +45,6 @@ FIELDS = ["cells", "run", "n_obs", "status", "exit_code", "wall_s", "cpu_s", "pe
 STEPS = ("qc", "normalise", "graph")
 # one history per model, several models per run: no projection from a median epoch
 SEVERAL_MODELS = ("cnnimpute",)
-
-
-def measured(command: list[str], timeout_s: float, log_path: Path) -> dict:
-    """Run ``command`` in its own process group; its wall time, CPU time (user + system: the figure to
-    compare on a loaded machine), peak RSS (MB), exit code and status."""
-    with open(log_path, "w") as log:
-        t0 = time.perf_counter()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        status = None
-        while True:
-            pid, code, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - t0 > timeout_s:
-                os.killpg(process.pid, signal.SIGKILL)
-                pid, code, usage = os.wait4(process.pid, 0)
-                status = "timeout"
-                break
-            time.sleep(0.2)
-        wall = time.perf_counter() - t0
-    process.returncode = os.waitstatus_to_exitcode(code)
-    exit_code = process.returncode
-    if status is None:
-        status = ("ok" if exit_code == 0 else "refused" if exit_code in (2, 75)
-                  else "killed" if exit_code < 0 else "failed")
-    message = ""
-    if status != "ok":
-        text = log_path.read_text(errors="replace").replace("\x00", "")  # a log cut back by the CLI leaves NULs
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        errors = [line for line in lines if line.startswith("Error:")]
-        message = (errors or lines or [""])[-1][:300]
-    return {"status": status, "exit_code": exit_code, "wall_s": round(wall, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "message": message}
 
 
 def method_record(path: Path) -> dict:

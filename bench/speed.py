@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import platform
-import subprocess
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,6 +28,9 @@ from pathlib import Path
 import anndata
 
 from graphimpute import methods, pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import measured  # noqa: E402
 
 log = logging.getLogger("speed")
 TARGET_S, TARGET_MB = 600, 8192
@@ -57,13 +60,10 @@ def run_one(graph: Path, method: str, overrides: list[str], outdir: Path, args) 
     for item in overrides:
         cmd += ["--param", item]
     load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    child = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - t0
+    run = measured(cmd, math.inf, outdir / f"{method}.stdout")
     row = {"date": time.strftime("%Y-%m-%d %H:%M"), "method": method, "params": " ".join(overrides) or "defaults",
-           "exit": os.waitstatus_to_exitcode(status), "wall_s": round(wall, 1),
-           "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "max_rss_mb": round(usage.ru_maxrss / 1024),
+           "exit": run["exit_code"], "wall_s": run["wall_s"], "cpu_s": run["cpu_s"],
+           "max_rss_mb": round(run["peak_rss_mb"]),
            "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
            "threads": os.environ.get("OMP_NUM_THREADS", str(os.cpu_count())),
            "machine": f"{platform.machine()} {os.cpu_count()} CPUs", "note": args.note}

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from conftest import synthetic_counts
-from graphimpute import methods, normalise, pipeline
+from graphimpute import methods, normalise, runner
 from graphimpute.errors import DeviceError, GraphImputeError, ResourceError
 from graphimpute.methods import RunContext
 from graphimpute.methods import knn_average
@@ -193,7 +193,7 @@ def test_scgnn_gcn_layer_equals_pyg_gcnconv(dims):
     from torch_geometric.nn import GCNConv
 
     adata = normalise.normalise(synthetic_counts(n_cells=60, n_genes=30, seed=2), n_top_genes=None)
-    pipeline.build_graph(adata, knn_average.PCA_KNN5)
+    runner.build_graph(adata, knn_average.PCA_KNN5)
     graph = sp.csr_matrix(adata.obsp["knn5"])
     edge_index = torch.from_numpy(np.vstack(graph.nonzero())).long()
     torch.manual_seed(0)

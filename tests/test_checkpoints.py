@@ -16,7 +16,7 @@ from graphimpute.cli import EXIT_USER_ERROR, main
 from graphimpute.errors import CheckpointError
 from graphimpute.methods import RunContext
 from graphimpute.methods._common import checkpoint_dir, run_fingerprint
-from graphimpute.pipeline import build_graph
+from graphimpute.runner import build_graph
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

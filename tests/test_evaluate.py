@@ -217,7 +217,8 @@ def test_evaluate_end_to_end(tmp_path):
     x, labels = _separated(n_per=20)
     adata = AnnData(X=sp.csr_matrix(x), obs=pd.DataFrame({"cell_type": labels}, index=[f"c{i}" for i in range(len(x))]))
     masked, truth = mask(adata, scheme="uniform", seed=0)
-    outputs = [_output(masked, masked.X.toarray(), "none"), _output(masked, x, "oracle", wall_time_s=7.0)]
+    outputs = [_output(masked, masked.X.toarray(), "none"), _output(masked, x, "oracle", wall_time_s=7.0,
+                                                                    nondefault_params={"k": 3})]
     ev = evaluate(outputs, truth=truth, label_key="cell_type", sample="toy",
                   settings=Settings(n_pcs=5, kmeans_seeds=1, umap=False))
     long = ev.metrics.set_index(["method", "metric"])["value"]
@@ -227,6 +228,8 @@ def test_evaluate_end_to_end(tmp_path):
     assert long["none", "hidden_gene_r"] == 0.0 and long["none", "hidden_zero_auc"] == pytest.approx(0.5)
     assert long["oracle", "wall_time_s"] == 7.0 and long["none", "wall_time_s"] == 1.5  # provenance, else history
     assert long["none", "epochs"] == 2 and long["none", "peak_memory_mb"] == 42.0
+    # what a run changed from the paper's defaults comes from its own record, not from the registry
+    assert ev.runs.set_index("method")["nondefault_params"].to_dict() == {"none": "{}", "oracle": '{"k": 3}'}
     assert set(ev.histories["term"]) == {"train_loss", "val_loss"}
     assert ev.embeddings.empty
 

@@ -9,7 +9,8 @@ import scipy.sparse as sp
 from graphimpute import methods, normalise
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods import Method, RunContext
-from graphimpute.pipeline import build_graph
+from graphimpute.runner import build_graph, impute_adata
+from graphimpute.runner import nondefault_params as runner_nondefault
 
 
 def test_unknown_method_lists_choices():
@@ -53,6 +54,15 @@ def test_untrained_methods_keep_the_contract(counts, name):
     assert result.imputed.shape == adata.shape and result.imputed.dtype == np.float32
     assert np.isfinite(result.imputed).all() and result.imputed.min() >= 0
     assert (adata.X != before).nnz == 0 and sp.issparse(adata.X)
+
+
+def test_a_run_records_what_it_changed_from_the_papers_defaults(counts):
+    adata = normalise.normalise(counts, n_top_genes=None)
+    entry = methods.get("scgnn")
+    changed = methods.resolve_params(entry, {"max_epochs": "3", "n_neighbors": str(entry.defaults["n_neighbors"])})
+    assert runner_nondefault(entry, changed) == {"max_epochs": 3}  # a default given again is no change
+    _, provenance = impute_adata(adata, methods.get("gene_mean"), {}, RunContext())
+    assert provenance["nondefault_params"] == {} and provenance["method"] == "gene_mean"
 
 
 def test_none_returns_the_observed_counts(counts):

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from graphimpute import _keys, summary
 from graphimpute.cli import main
-from graphimpute.pipeline import h5ad_safe
+from graphimpute.runner import h5ad_safe
 
 
 def _write(tmp_path: Path, name: str, uns: dict, *, obsp: dict | None = None, cells=6, genes=4) -> Path:

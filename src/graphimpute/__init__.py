@@ -10,12 +10,7 @@ The Python API (``docs/api.md``), in scanpy's style::
 graphimpute`` and the command line's start stay cheap (no torch, scanpy or anndata until needed).
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("graphimpute")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.1.0"
+from graphimpute._version import __version__
 
 __all__ = ["__version__", "benchmark", "impute"]
 

@@ -3,7 +3,7 @@
 ``impute(adata, "scgnn")`` runs one method on the raw counts of ``adata`` (``X``, or ``layer=``);
 ``benchmark(adata, ["scgnn"])`` scores methods by the benchmark's own judge and returns a table. Both run
 the steps ``graphimpute run`` runs (``normalise.normalise`` without gene selection, the graphs the
-method declares, ``pipeline.impute_adata``; the benchmark ``auto.cross_validate``: mask, impute,
+method declares, ``runner.impute_adata``; the benchmark ``auto.cross_validate``: mask, impute,
 ``evaluate.evaluate``, the verdict) on a private working copy: ``adata.X`` and the user's layers are
 never modified. QC and gene selection are the user's business (scanpy's ``pp`` functions) and happen
 before.
@@ -46,7 +46,7 @@ def impute(adata: AnnData, method: str = "gnnimpute", *, layer: str | None = Non
     ``uns[<key>]`` (``sc.tl.umap(adata, neighbors_key=<key>)``), gene graphs in ``varp``, the method's own
     results (GraphSCI's learned graph) and their parameters in ``uns['graphimpute']['graph']``.
     Returns the updated copy with ``copy=True``, else None."""
-    from graphimpute import methods, normalise, pipeline, train
+    from graphimpute import methods, normalise, runner, train
 
     entry = methods.get(method)
     resolved = methods.resolve_params(entry, params)
@@ -57,11 +57,11 @@ def impute(adata: AnnData, method: str = "gnnimpute", *, layer: str | None = Non
     train.resolve_device(device)  # cuda where there is none: an error before any work
     work = normalise.normalise(_working_copy(adata, layer), n_top_genes=None)
     before = _matrix_keys(work)
-    imputed, provenance = pipeline.impute_adata(work, entry, resolved, methods.RunContext(seed=seed, device=device))
+    imputed, provenance = runner.impute_adata(work, entry, resolved, methods.RunContext(seed=seed, device=device))
     target = adata.copy() if copy else adata
     provenance["counts"] = f"layers[{layer!r}]" if layer else "X"
     provenance["graphs"] = {k: v for k, v in work.uns.get(_keys.UNS, {}).get("graph", {}).items()}
-    pipeline.store_layer(target, key, imputed, provenance)
+    runner.store_layer(target, key, imputed, provenance)
     _add_built(target, work, before)
     log.info("graphimpute: %s wrote adata.layers[%r] (%d cells x %d genes)", method, key, *imputed.shape)
     return target if copy else None

@@ -107,7 +107,7 @@ def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Ma
 
     ``skipped``: a dict that records each method that fails (an optional package, a memory refusal, a
     method that refuses the data) and leaves it out; without it, the first failure is raised."""
-    from graphimpute import evaluate, pipeline
+    from graphimpute import evaluate, runner
 
     outputs, truths = [], []
     for mask_seed in range(ctx.seed, ctx.seed + mask_seeds):
@@ -118,7 +118,7 @@ def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Ma
                 continue
             log.info("%s: %s on mask seed %d", sample, name, mask_seed)
             try:
-                imputed, provenance = pipeline.impute_adata(masked, methods.get(name), params[name], ctx)
+                imputed, provenance = runner.impute_adata(masked, methods.get(name), params[name], ctx)
             except (GraphImputeError, RuntimeError, MemoryError) as err:
                 if skipped is None:
                     raise
@@ -127,7 +127,7 @@ def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Ma
                 continue
             out = AnnData(X=masked.X, obs=masked.obs[[label_key] if label_key else []], var=masked.var[[]],
                           uns={_keys.UNS: {"mask": dict(masked.uns[_keys.UNS]["mask"]),
-                                           "impute": pipeline.h5ad_safe(provenance)}})
+                                           "impute": runner.h5ad_safe(provenance)}})
             out.layers[_keys.IMPUTED] = imputed
             outputs.append(out)
     outputs = [o for o in outputs if o.uns[_keys.UNS]["impute"]["method"] not in (skipped or {})]

@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
-from graphimpute import __version__
+from graphimpute._version import __version__
 from graphimpute.errors import GraphImputeError, NotEnoughMemoryError
 
 log = logging.getLogger("graphimpute")

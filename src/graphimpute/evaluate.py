@@ -32,50 +32,13 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from graphimpute import _keys
+from graphimpute import _keys, verdict
 from graphimpute.errors import GraphImputeError, InputError
+from graphimpute._version import __version__
 from graphimpute.mask import HELD_ZEROS, LIBRARY_MASKED, LIBRARY_UNMASKED
+from graphimpute.metrics import METRICS, PARTITION
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Metric:
-    group: str  # recovery | mcv | clustering | resources
-    higher_is_better: bool | None
-    description: str
-
-
-_PARTITION = {
-    "ari": (True, "adjusted Rand index"),
-    "ami": (True, "adjusted mutual information"),
-    "nmi": (True, "normalised mutual information (arithmetic mean)"),
-    "accuracy": (True, "clustering accuracy: best one-to-one match of clusters to labels (Hungarian)"),
-    "purity": (True, "share of cells in their cluster's majority label"),
-    "entropy": (False, "size-weighted entropy of the labels within clusters, / log(number of labels)"),
-}
-
-METRICS: dict[str, Metric] = {
-    "hidden_gene_r": Metric("recovery", True, "per-gene Pearson r of output and truth at the hidden entries, "
-                                              "mean over genes (log1p CP10k); 0 for a cell-agnostic output"),
-    "hidden_zero_auc": Metric("recovery", True, "per-gene AUC: a hidden entry above a held-back true zero, mean "
-                                                "over genes; 0.5 for a cell-agnostic output"),
-    "rmse": Metric("recovery", False, "RMSE at hidden entries and held-back zeros together (log1p CP10k); "
-                                      "a cell-agnostic profile does well on it: never ranked by"),
-    "mcv_mse": Metric("mcv", False, "MCV: MSE of log1p CP10k of output vs test counts (Open Problems)"),
-    "mcv_poisson": Metric("mcv", False, "MCV: Poisson loss of the held-out molecules, mean(rate - test * log(rate + 1e-6)), "
-                                        "rate = output rescaled to the test total (the ranking metric)"),
-    "mcv_poisson_openproblems": Metric("mcv", False, "MCV: Open Problems' Poisson loss, arguments swapped"),
-    **{f"kmeans_{k}": Metric("clustering", hib, f"k-means (k = number of labels, mean over seeds): {d}")
-       for k, (hib, d) in _PARTITION.items()},
-    **{f"leiden_{k}": Metric("clustering", hib, f"Leiden: {d}") for k, (hib, d) in _PARTITION.items()},
-    "leiden_n_clusters": Metric("clustering", None, "number of Leiden clusters"),
-    "silhouette_labels": Metric("clustering", True, "silhouette of the true labels on the evaluation PCA"),
-    "wall_time_s": Metric("resources", False, "imputation wall time, seconds (from provenance)"),
-    "peak_memory_mb": Metric("resources", False, "peak memory, MB (process RSS on CPU, allocator peak on CUDA)"),
-    "epochs": Metric("resources", None, "training epochs run"),
-    "best_epoch": Metric("resources", None, "epoch whose weights were kept"),
-}
 
 
 @dataclass
@@ -126,8 +89,6 @@ class Evaluation:
         """Wide: one row per method, best first by the primary metric (verdict.PRIMARY); each metric's
         mean over mask seeds, its standard deviation in ``<metric>_sd`` (NaN with one seed),
         ``n_seeds``, and the device."""
-        from graphimpute import verdict
-
         grouped = self.metrics.groupby(["sample", "method", "metric"], sort=False)["value"]
         stats = pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1)}).reset_index()
         mean = stats.pivot_table(index=["sample", "method"], columns="metric", values="mean", aggfunc="first",
@@ -154,8 +115,6 @@ class Evaluation:
         return wide
 
     def verdict(self) -> dict[str, Any]:
-        from graphimpute import verdict
-
         return verdict.verdict(self.metrics)
 
     def write(self, outdir: str | Path, *, steps: Mapping[str, str] | None = None) -> list[Path]:
@@ -167,8 +126,6 @@ class Evaluation:
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
         written = []
-        from graphimpute import verdict
-
         tables = {"metrics": self.metrics, "summary": self.summary(), "runs": self.runs,
                   "histories": self.histories, "embeddings": self.embeddings}
         primary = verdict.primary_metric(self.metrics)
@@ -410,7 +367,7 @@ def clustering_metrics(imputed: np.ndarray, labels: np.ndarray, *, settings: Set
     for offset in range(settings.kmeans_seeds):
         km = KMeans(n_clusters=k, n_init=settings.kmeans_n_init, random_state=settings.seed + offset).fit(pcs)
         per_seed.append(partition_scores(labels, km.labels_))
-    for name in _PARTITION:
+    for name in PARTITION:
         scores[f"kmeans_{name}"] = float(np.mean([s[name] for s in per_seed]))
     graphs.knn_graph(rep, n_neighbors=settings.n_neighbors, n_pcs=pcs.shape[1], key_added="eval_knn",
                      seed=settings.seed)
@@ -514,7 +471,7 @@ def evaluate(
     records = [t.uns[_keys.UNS]["mask"] for _, t in sorted(truths.items())]
     recorded = {**asdict(settings), "mask": ({**records[0], "seeds": sorted(truths)} if records else None),
                 "label_key": label_key}
-    recorded["versions"] = {"graphimpute": _own_version(), "scanpy": _pkg_version("scanpy"),
+    recorded["versions"] = {"graphimpute": __version__, "scanpy": _pkg_version("scanpy"),
                             "scikit-learn": _pkg_version("scikit-learn"), "anndata": _pkg_version("anndata")}
     return Evaluation(
         sample=sample,
@@ -623,7 +580,7 @@ LOSS_PREFIXES = ("train_", "val_")
 def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict[str, Any], list[dict]]:
     """Resources from the provenance, and the loss terms of the history as long rows (row i is the
     i-th epoch trained, counted across cnnImpute's models). The IMPUTE step stores the epochs as
-    columns (term -> array, see pipeline.h5ad_safe); a list of per-epoch dicts is read too."""
+    columns (term -> array, see runner.h5ad_safe); a list of per-epoch dicts is read too."""
     history = dict(prov.get("history") or {})
     epochs = history.get("epochs")
     if isinstance(epochs, Mapping):
@@ -640,7 +597,7 @@ def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict
         "epochs": _float(history.get("n_epochs", len(epochs))) if epochs or "n_epochs" in history else float("nan"),
         "best_epoch": _float(history.get("best_epoch")),
         "seed": prov.get("seed"),
-        "nondefault_params": json.dumps(_nondefault(method, prov.get("params")), sort_keys=True, default=str),
+        "nondefault_params": json.dumps(_jsonable(prov.get("nondefault_params") or {}), sort_keys=True, default=str),
     }
     rows = []
     for i, row in enumerate(epochs):
@@ -652,16 +609,6 @@ def _run_record(prov: Mapping[str, Any], method: str, sample: str) -> tuple[dict
         rows.extend({"sample": sample, "method": method, "model": model, "epoch": epoch, "term": term,
                      "value": _float(value)} for term, value in row.items() if term.startswith(LOSS_PREFIXES))
     return run, rows
-
-
-def _nondefault(method: str, params) -> dict[str, Any]:
-    """The parameters a run changed from the method's registered (paper) defaults."""
-    from graphimpute import methods
-
-    if method not in methods.names() or not isinstance(params, Mapping):
-        return {}
-    defaults = methods.get(method).defaults
-    return {k: _jsonable(v) for k, v in params.items() if k in defaults and _jsonable(v) != _jsonable(defaults[k])}
 
 
 def _float(value) -> float:
@@ -688,12 +635,6 @@ def _jsonable(obj):
     if isinstance(obj, (np.generic, float)):
         return _json_value(obj.item() if isinstance(obj, np.generic) else obj)
     return obj
-
-
-def _own_version() -> str:
-    from graphimpute import __version__
-
-    return __version__
 
 
 def _pkg_version(name: str) -> str:

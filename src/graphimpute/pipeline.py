@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping
 
 import anndata
-import numpy as np
 
 from graphimpute import _keys, graphs, io, methods, normalise, qc
 from graphimpute.errors import GraphImputeError, InputError, OutputError
 from graphimpute.methods import RunContext
-from graphimpute.monitor import PeakMemory
+from graphimpute.runner import build_graph, h5ad_safe, impute_adata, store_layer
 
 log = logging.getLogger(__name__)
 
 AUTO = "auto"  # --methods auto: pick the method by molecular cross-validation on the input (auto.py)
 _READ_DEFAULTS = dict(fmt="auto", transpose=False, allow_non_integer=False, layer=None)  # qc_step's, as it records them
-_VERSIONED = ("graphimpute", "torch", "torch-geometric", "scanpy", "anndata", "numpy", "scipy", "scikit-learn")
 
 
 # ---- one function per step: input file(s) -> output file ----------------------------------------------
@@ -146,17 +142,6 @@ def impute_output(adata, imputed, provenance: Mapping[str, Any], given: dict[str
     return out
 
 
-def store_layer(adata, key: str, imputed, provenance: Mapping[str, Any]) -> None:
-    """One method's result as a named layer of a shared AnnData (``graphimpute.impute``, ``collect``).
-
-    Writes ``adata.layers[key]`` (expected counts on the input's count scale) and its provenance in
-    ``adata.uns['graphimpute']['layers'][key]`` (method, params, seed, device, versions, time, memory,
-    history), so several methods' layers sit side by side, each with its own record."""
-    adata.layers[key] = np.asarray(imputed, dtype=np.float32)
-    record = adata.uns.setdefault(_keys.UNS, {})
-    record.setdefault("layers", {})[key] = h5ad_safe(provenance)
-
-
 def collect_step(base_path, imputed_paths, output, *, key_template: str = "imputed_{method}") -> Path:
     """One AnnData with several methods' results: ``base_path`` (the file the methods imputed, e.g.
     ``graph/<sample>.h5ad``, with the counts in X) plus, for each IMPUTE output, its imputed layer as
@@ -194,36 +179,6 @@ def collect_step(base_path, imputed_paths, output, *, key_template: str = "imput
 
 def _stored_keys(adata) -> dict[str, set]:
     return {store: set(getattr(adata, store).keys()) for store in ("obsm", "obsp", "varp", "varm")}
-
-
-def impute_adata(adata, entry: methods.Method, params: Mapping[str, Any], ctx: RunContext):
-    """Run ``entry`` on ``adata`` (building the graphs it declares when they are missing; writes them
-    and the method's extra results, ``varp``/``obsm``, into ``adata``). Returns the imputed float32
-    matrix, checked against the method contract, and its provenance record."""
-    for spec in entry.graphs:
-        if _missing(adata, spec):
-            log.info("impute: %s needs graph %r, not in its input: building it", entry.name, spec.key)
-            build_graph(adata, spec, seed=ctx.seed)
-    log.info("impute: %s on %d cells x %d genes", entry.name, adata.n_obs, adata.n_vars)
-    with PeakMemory() as usage:
-        result = entry.impute(adata, dict(params), ctx)
-    imputed = np.asarray(result.imputed, dtype=np.float32)
-    if imputed.shape != adata.shape:
-        raise RuntimeError(f"{entry.name} returned shape {imputed.shape} for input {adata.shape}")
-    if not np.all(np.isfinite(imputed)) or imputed.min() < 0:
-        raise RuntimeError(f"{entry.name} returned negative or non-finite values")
-    for key, value in result.varp.items():
-        adata.varp[key] = value
-    for key, value in result.obsm.items():
-        adata.obsm[key] = value
-    history = result.history or {}
-    provenance = {
-        "method": entry.name, "params": dict(params), "seed": ctx.seed,
-        "device": history.get("device", "cpu"), "versions": software_versions(),
-        "wall_time_s": usage.wall_s, "peak_memory_mb": max(usage.peak_mb, history.get("peak_memory_mb", 0.0)),
-        "history": history, "info": result.info,
-    }
-    return imputed, provenance
 
 
 def evaluate_step(imputed_paths, outdir, *, truth_path=None, label_key: str | None = None,
@@ -527,49 +482,12 @@ def check_sample_name(name: str, *, given: bool) -> str:
     return name
 
 
-def build_graph(adata, spec: methods.GraphSpec, *, seed: int = 0) -> None:
-    graphs.build(adata, spec.kind, spec.key, dict(spec.params), seed=seed)
-
-
-def software_versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def h5ad_safe(value: Any) -> Any:
-    """Make provenance writable to h5ad: None -> 'none', lists of dicts -> dicts of arrays (columns)."""
-    if value is None:
-        return "none"
-    if isinstance(value, Mapping):
-        return {str(k): h5ad_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        if value and all(isinstance(v, Mapping) for v in value):
-            keys = list(dict.fromkeys(k for v in value for k in v))
-            return {k: np.array([np.nan if v.get(k) is None else v.get(k) for v in value], dtype=float)
-                    for k in keys}
-        if all(isinstance(v, (int, float, np.number, bool)) for v in value):
-            return np.asarray(value)
-        return [str(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _graph_specs(method_names) -> list[methods.GraphSpec]:
     specs: dict[str, methods.GraphSpec] = {}
     for name in method_names:
         for spec in methods.get(name).graphs:
             specs.setdefault(spec.key, spec)
     return list(specs.values())
-
-
-def _missing(adata, spec: methods.GraphSpec) -> bool:
-    return spec.key not in adata.obsp and spec.key not in adata.varp
 
 
 def _read(path) -> anndata.AnnData:

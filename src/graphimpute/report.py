@@ -31,8 +31,9 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from graphimpute._version import __version__
 from graphimpute.errors import GraphImputeError
-from graphimpute.evaluate import METRICS
+from graphimpute.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -389,8 +390,6 @@ def _write_table(path: Path, table: pd.DataFrame, *, id: str, section_name: str,
 
 
 def _write_versions(versions: dict[str, dict[str, str]], path: Path) -> Path:
-    from graphimpute import __version__
-
     lines = ["graphimpute:", f"  graphimpute: {json.dumps(str(__version__))}"]
     for method, pkgs in versions.items():
         if pkgs:

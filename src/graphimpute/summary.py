@@ -112,7 +112,7 @@ def _graph(record, *, nnz, n_cells, n_genes, **_) -> dict[str, Any]:
 
 def _impute(record, **_) -> dict[str, Any]:
     history = dict(record.get("history") or {})
-    columns = history.get("epochs")  # per-epoch values, stored as columns (pipeline.h5ad_safe)
+    columns = history.get("epochs")  # per-epoch values, stored as columns (runner.h5ad_safe)
     last = {key: values[-1] for key, values in dict(columns).items() if len(values)} if isinstance(columns, dict) \
         else {}
     params = record.get("params", {})

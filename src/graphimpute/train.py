@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from graphimpute._version import __version__
 from graphimpute.errors import CheckpointError, DeviceError
 from graphimpute.monitor import PeakMemory
 
@@ -318,8 +319,6 @@ def input_fingerprint(counts, obs_names: Iterable[str], var_names: Iterable[str]
 def run_fingerprint(*, data: str, method: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """What a checkpoint is trained on: the input's hash (``input_fingerprint``), the method, its
     resolved parameters (JSON-normalised), the seed and the package version."""
-    from graphimpute import __version__
-
     params = json.loads(json.dumps(dict(params), default=str, sort_keys=True))
     return {"data": data, "method": method, "params": params, "seed": int(seed), "version": __version__}
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from graphimpute.evaluate import METRICS
+from graphimpute.metrics import METRICS
 
 # the metric a verdict ranks by: the first of these that the benchmark measured
 PRIMARY = ("mcv_poisson", "hidden_gene_r", "kmeans_ari")

@@ -43,6 +43,6 @@ def measured(command: list[str], timeout_s: float, log_path: Path) -> dict:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("Error:")]
         message = (errors or lines or [""])[-1][:300]
-    return {"status": status, "exit_code": exit_code, "wall_s": round(wall, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+    return {"status": status, "exit_code": exit_code, "wall_s": round(wall, 2),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
             "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "message": message}

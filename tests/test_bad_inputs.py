@@ -77,6 +77,7 @@ def inp(tmp_path_factory, bundled_path) -> Path:
     folder = tmp_path_factory.mktemp("inputs")
     raw = ad.read_h5ad(bundled_path)
     shutil.copy(bundled_path, folder / "raw.h5ad")
+    (folder / "link.h5ad").symlink_to(folder / "raw.h5ad")
     pipeline.qc_step(folder / "raw.h5ad", folder / "qc.h5ad", label_key="cell_type")
     pipeline.normalise_step(folder / "qc.h5ad", folder / "norm.h5ad", n_top_genes=300)
     pipeline.impute_step(folder / "norm.h5ad", folder / "a.none.h5ad", method="none")
@@ -221,6 +222,19 @@ CASES = {
     "samplesheet with a long name": (["check-samplesheet", "{i}/long_sheet.csv", "-o", "{t}/checked.csv"],
                                      ["long_sheet.csv"]),  # the problems follow, one per line
     "samplesheet with a bad name": (["check-samplesheet", "{i}/sheet.csv", "-o", "{t}/checked.csv"], ["sheet.csv"]),
+    # the log may not be written into an input or an output (it appended to the input before)
+    "log file is the input": (["qc", "{i}/raw.h5ad", "-o", "{t}/q.h5ad", "--log-file", "{i}/raw.h5ad"],
+                              ["--log-file", "that is the command's input"]),
+    "log file links to the input": (["qc", "{i}/raw.h5ad", "-o", "{t}/q.h5ad", "--log-file", "{i}/link.h5ad"],
+                                    ["that is the command's input"]),
+    "log file is the output": (["normalise", "{i}/qc.h5ad", "-o", "{t}/n.h5ad", "--log-file", "{t}/n.h5ad"],
+                               ["that is the command's output"]),
+    # option errors: before any work, one line (click's own are three)
+    "--seed negative": (["qc", "{i}/raw.h5ad", "-o", "{t}/q.h5ad", "--seed", "-1"], ["--seed", "0<=x<=4294967295"]),
+    "--seed above 2**32 - 1": (["run", "-i", "{i}/raw.h5ad", "-o", "{t}/out", "--seed", "4294967296"],
+                               ["--seed", "4294967296"]),
+    "an unknown option": (["qc", "{i}/raw.h5ad", "-o", "{t}/q.h5ad", "--sed", "1"],
+                          ["No such option '--sed'", "graphimpute qc --help"]),
 }
 
 
@@ -231,6 +245,13 @@ def test_bad_input_is_refused_and_leaves_nothing(case, inp, tmp_path):
     work.mkdir()
     args = [a.format(i=inp, t=work) for a in args]
     refused([inp, work], args, *phrases)
+
+
+@pytest.mark.parametrize("args", [["qc", "--sed", "1"], ["impute", "x.h5ad", "-o", "y.h5ad"], ["nonsense"]])
+def test_option_errors_are_one_line_in_all(args):
+    result = invoke(*args)
+    assert result.exit_code == EXIT_USER_ERROR
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("Error: "), result.output
 
 
 def test_samplesheet_names_the_long_sample(inp, tmp_path):

@@ -30,6 +30,7 @@ EXIT_USER_ERROR = 2
 # The run would need more memory than it may use (--memory-gb, else the machine's free memory): the
 # Nextflow pipeline retries such a task with more memory (conf/base.config), unlike EXIT_USER_ERROR.
 EXIT_NEEDS_MEMORY = 75
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 # ---- shared options ----------------------------------------------------------------------------------
@@ -46,17 +47,23 @@ def common(log_default: str):
     left behind: see ``_Outputs``."""
 
     def decorate(func):
-        @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same result on CPU).")
+        @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+                      help="Random seed, 0 to 2**32 - 1 (same seed, same result on CPU).")
         @threads_option
         @click.option("-v", "--verbose", is_flag=True, help="Debug messages.")
         @click.option("--quiet", is_flag=True, help="No progress bars (log messages still go to the log file).")
         @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                      help=f"Log file [default: {log_default}; removed again when the command stops on an error].")
+                      help=f"Log file [default: {log_default}, removed again when the command stops on an error; a file "
+                           "given here is kept and appended to].")
         @functools.wraps(func)
         def wrapper(*args, threads, verbose, quiet, log_file, **kwargs):
             from graphimpute.threads import limit_threads
 
             target = log_file or _default_log(log_default, kwargs)
+            clash = _log_clash(target, kwargs)
+            if clash:  # before the log is opened: the handler would append to that file at once
+                click.echo(f"Error: --log-file {target}: {clash}; give the log a path of its own", err=True)
+                sys.exit(EXIT_USER_ERROR)
             outputs = _Outputs(_output_paths(kwargs), target, explicit_log=log_file is not None,
                                keep=[kwargs.get("workdir")])
             handler = _setup_logging(target, verbose, explicit=log_file is not None)
@@ -209,6 +216,17 @@ def _close(handler) -> None:
         handler.close()
 
 
+def _log_clash(log_file: Path, kwargs) -> str | None:
+    """What the log would overwrite: an input or an output file of the command (also through a symlink)."""
+    target = Path(log_file).resolve()
+    for key, value in kwargs.items():
+        for path in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(path, Path) and (path.resolve() == target or (
+                    path.exists() and target.exists() and os.path.samefile(path, target))):
+                return f"that is the command's {key.replace('_path', '').replace('_', ' ')} ({path})"
+    return None
+
+
 def _default_log(template: str, kwargs) -> Path:
     if "outdir" in kwargs and kwargs["outdir"] is not None:
         return Path(kwargs["outdir"]) / "pipeline_info" / "graphimpute.log"
@@ -216,7 +234,7 @@ def _default_log(template: str, kwargs) -> Path:
         return Path(kwargs["output_dir"]) / "graphimpute.log"
     if "output" in kwargs and kwargs["output"] is not None:
         return Path(kwargs["output"]).with_suffix(".log")
-    return Path(template)
+    return Path("graphimpute.log")
 
 
 def _setup_logging(path: Path, verbose: bool, *, explicit: bool = True):
@@ -363,7 +381,31 @@ def _apply(options, func):
 
 # ---- commands ----------------------------------------------------------------------------------------
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _OneLineGroup(click.Group):
+    """click's usage errors in one line, as every other refusal of this tool (click's own are three:
+    Usage, Try --help, Error), naming the subcommand whose --help lists its options."""
+
+    def main(self, args=None, prog_name=None, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(args, prog_name, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as err:  # `graphimpute` alone: its help, as click shows it
+            click.echo(err.format_message(), err=True)
+            sys.exit(err.exit_code)
+        except click.UsageError as err:
+            command = err.ctx.command_path if err.ctx is not None else (prog_name or "graphimpute")
+            click.echo(f"Error: {err.format_message()} (`{command} --help` lists the options)", err=True)
+            sys.exit(err.exit_code)
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group("graphimpute", cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="graphimpute")
 def main():
     """Impute dropout in scRNA-seq counts with graph deep-learning methods, and benchmark them."""
@@ -374,7 +416,7 @@ def main():
 @output_file
 @read_options
 @qc_options
-@common("graphimpute.log")
+@common("OUTPUT with the suffix .log")
 def qc_command(input_path, output, fmt, transpose, allow_non_integer, label_key, layer, seed, quiet, **kwargs):
     """Read INPUT (h5ad, 10x directory, 10x h5, CSV/TSV), validate it and filter cells and genes."""
     from graphimpute import pipeline
@@ -388,7 +430,7 @@ def qc_command(input_path, output, fmt, transpose, allow_non_integer, label_key,
 @input_file
 @output_file
 @n_top_genes_option
-@common("graphimpute.log")
+@common("OUTPUT with the suffix .log")
 def normalise_command(input_path, output, n_top_genes, seed, quiet):
     """Size factors, log-normalised layer and highly variable genes of a QC'd h5ad."""
     from graphimpute import pipeline
@@ -407,7 +449,7 @@ def normalise_command(input_path, output, n_top_genes, seed, quiet):
                    "mcv: molecular cross-validation split.")
 @click.option("--fraction", type=float, default=0.1, show_default=True,
               help="Share of each cell's non-zeros hidden (mcv: share of molecules held out).")
-@common("graphimpute.log")
+@common("OUTPUT with the suffix .log")
 def mask_command(input_path, output, truth, scheme, fraction, seed, quiet):
     """Benchmark mode: hide a share of the counts, keeping the truth in a separate file."""
     from graphimpute import pipeline
@@ -422,7 +464,7 @@ def mask_command(input_path, output, truth, scheme, fraction, seed, quiet):
 @click.option("--methods", "method_list", default="none", show_default=True,
               help="Build the graphs these methods need (comma-separated, or 'all').")
 @functools.partial(_apply, graph_options)
-@common("graphimpute.log")
+@common("OUTPUT with the suffix .log")
 def graph_command(input_path, output, method_list, n_pcs, n_neighbors, seed, quiet):
     """PCA, kNN cell graph and the graphs the chosen methods need."""
     from graphimpute import methods, pipeline
@@ -437,7 +479,7 @@ def graph_command(input_path, output, method_list, n_pcs, n_neighbors, seed, qui
 @output_file
 @click.option("--method", required=True, help="A registered method (see `graphimpute methods`).")
 @functools.partial(_apply, impute_options)
-@common("graphimpute.log")
+@common("OUTPUT with the suffix .log")
 def impute_command(input_path, output, method, param_pairs, params_file, device, checkpoint_every, resume,
                    workdir, memory_gb, seed, quiet):
     """Impute with one method; writes layers['imputed'] (expected counts) and its provenance."""
@@ -459,7 +501,7 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
 @click.argument("base_path", metavar="BASE", type=click.Path(path_type=Path))
 @click.argument("imputed", metavar="IMPUTED...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @output_file
-@common("graphimpute.log")
+@common("OUTPUT with the suffix .log")
 def collect_command(base_path, imputed, output, seed, quiet):
     """One h5ad with several methods' results: BASE (the file they imputed, e.g. graph/<sample>.h5ad,
     counts in X) plus layers['imputed_<method>'] and their provenance from each IMPUTE output."""
@@ -556,7 +598,7 @@ def run_command(input_path, outdir, method_list, auto_candidates, auto_max_cells
               help="Folder or URI that relative inputs are relative to [default: the samplesheet's folder].")
 @click.option("--check-files/--no-check-files", default=True, show_default=True,
               help="Check that local inputs exist (off in a pipeline task, where inputs are not staged).")
-@common("graphimpute.log")
+@common("OUTPUT with the suffix .log")
 def check_samplesheet_command(samplesheet_path, output, method_list, write_methods, method_params, base_dir,
                               check_files, seed, quiet):
     """Check a pipeline samplesheet (sample,input[,label_key,format,layer]); every problem is reported."""
@@ -640,7 +682,7 @@ def summarise_command(input_path, output, step, sample, threads):
 @click.option("--kmeans-seeds", type=click.IntRange(min=1), default=5, show_default=True, help="k-means runs averaged.")
 @click.option("--leiden-resolution", type=float, default=1.0, show_default=True)
 @click.option("--umap/--no-umap", default=True, show_default=True, help="UMAP coordinates for the report.")
-@common("graphimpute.log")
+@common("graphimpute.log in the output folder")
 def evaluate_command(imputed, output_dir, truth, label_key, sample, rescale, n_pcs, n_neighbors, kmeans_seeds,
                      leiden_resolution, umap, seed, quiet):
     """Benchmark mode: score every method's output (IMPUTED h5ad files) of one sample."""
@@ -664,7 +706,7 @@ def evaluate_command(imputed, output_dir, truth, label_key, sample, rescale, n_p
 @click.option("--title", default="graphimpute benchmark", show_default=True)
 @click.option("--render/--no-render", default=True, show_default=True,
               help="Run MultiQC (needs multiqc installed); --no-render writes only the custom content.")
-@common("graphimpute.log")
+@common("graphimpute.log in the output folder")
 def report_command(inputs, output_dir, title, render, seed, quiet):
     """Benchmark mode: MultiQC report from evaluate's folders or files (several samples allowed)."""
     from graphimpute import pipeline

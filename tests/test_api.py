@@ -124,12 +124,25 @@ def test_a_users_pca_is_kept(small):
     (lambda a: gi.benchmark(a, ["magik"]), "unknown method 'magik'"),
     (lambda a: gi.benchmark(a, ["none"], params={"scgnn": {"max_epochs": 2}}), "not among the methods"),
     (lambda a: gi.benchmark(a, ["none"], label_key="celltype"), r"no adata.obs\['celltype'\]"),
+    (lambda a: gi.impute(a, "none", seed="abc"), r"seed must be an integer from 0 to 2\*\*32 - 1, got 'abc'"),
+    (lambda a: gi.impute(a, "none", seed=-1), "seed must be an integer"),
+    (lambda a: gi.benchmark(a, ["none"], seed=2**32), "seed must be an integer"),
+    (lambda a: gi.impute(a.X.toarray(), "none"), "numpy.ndarray, not an AnnData"),
+    (lambda a: gi.impute(a[:3].copy(), "none"), "3 cells x .* need at least 10"),
+    (lambda a: gi.benchmark(a, ["scgnn"], params={"scgnn": 5}), r"params\['scgnn'\] is int 5"),
 ])
 def test_bad_calls_raise_a_clear_error_before_any_work(small, call, message):
     before = checksum(small)
     with pytest.raises(GraphImputeError, match=message):
         call(small)
     assert checksum(small) == before and "graphimpute" not in small.uns
+
+
+def test_a_backed_anndata_is_refused(small, tmp_path):
+    small.write_h5ad(tmp_path / "a.h5ad")
+    backed = ad.read_h5ad(tmp_path / "a.h5ad", backed="r")
+    with pytest.raises(GraphImputeError, match=r"backed.*to_memory\(\)"):
+        gi.impute(backed, "none")
 
 
 def test_normalised_counts_are_refused_with_a_hint(small):
@@ -159,3 +172,8 @@ def test_import_is_lazy():
                           env={"PYTHONPATH": str(Path(gi.__file__).parents[1]), "PATH": ""}, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
     assert "impute" in dir(gi) and "benchmark" in gi.__all__
+
+
+def test_errors_are_value_errors_as_in_scanpy(small):
+    with pytest.raises(ValueError, match="unknown method"):
+        gi.impute(small, "magik")

@@ -48,6 +48,7 @@ def impute(adata: AnnData, method: str = "gnnimpute", *, layer: str | None = Non
     Returns the updated copy with ``copy=True``, else None."""
     from graphimpute import methods, normalise, runner, train
 
+    _check_call("impute", adata, seed)
     entry = methods.get(method)
     resolved = methods.resolve_params(entry, params)
     if entry.missing():
@@ -87,6 +88,11 @@ def benchmark(adata: AnnData, methods: Iterable[str] = (), *, label_key: str | N
     from graphimpute import auto, evaluate, normalise, train
     from graphimpute import methods as registry
 
+    _check_call("benchmark", adata, seed)
+    for name, given in (params or {}).items():
+        if not isinstance(given, Mapping):
+            raise GraphImputeError(f"benchmark: params[{name!r}] is {type(given).__name__} {given!r}; give each "
+                                   f"method a dict of its parameters, e.g. params={{{name!r}: {{'max_epochs': 10}}}}")
     names = list(dict.fromkeys([*([methods] if isinstance(methods, str) else methods), *(BARS if baselines else ())]))
     if not names:
         raise GraphImputeError("benchmark: no method given")
@@ -120,6 +126,25 @@ def benchmark(adata: AnnData, methods: Iterable[str] = (), *, label_key: str | N
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------
+
+def _check_call(function: str, adata, seed) -> None:
+    """What the CLI's parser and QC would refuse, refused here before any work."""
+    from anndata import AnnData
+
+    from graphimpute.qc import MIN_CELLS_LEFT, MIN_GENES_LEFT
+
+    if not isinstance(adata, AnnData):
+        raise GraphImputeError(f"{function}: adata is a {type(adata).__module__}.{type(adata).__name__}, not an "
+                               "AnnData; wrap a cells x genes count matrix as anndata.AnnData(counts)")
+    if adata.isbacked:
+        raise GraphImputeError(f"{function}: adata is backed (read with backed='r'); load it into memory first "
+                               "(adata = adata.to_memory())")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2**32 - 1:
+        raise GraphImputeError(f"{function}: seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    if adata.n_obs < MIN_CELLS_LEFT or adata.n_vars < MIN_GENES_LEFT:
+        raise GraphImputeError(f"{function}: adata has {adata.n_obs} cells x {adata.n_vars} genes; need at least "
+                               f"{MIN_CELLS_LEFT} of each, as the command line after QC")
+
 
 def _working_copy(adata: AnnData, layer: str | None, obs_columns: Iterable[str] = ()) -> AnnData:
     """A private AnnData with a float32 CSR copy of the raw counts in X and the names (and ``obs_columns``)

@@ -1,8 +1,9 @@
 """User-facing errors: one readable line, turned into a non-zero exit by the CLI."""
 
 
-class GraphImputeError(Exception):
-    """A problem the user can fix (bad input, impossible option, not enough memory)."""
+class GraphImputeError(ValueError):
+    """A problem the user can fix (bad input, impossible option, not enough memory). A ``ValueError``, as
+    scanpy's and anndata's errors for bad arguments are, so that code catching those catches this."""
 
 
 class InputError(GraphImputeError):

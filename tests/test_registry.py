@@ -94,6 +94,14 @@ def test_epochs_below_one_are_a_clear_parameter_error(name):
         methods.resolve_params(m, {"lr": "0"})
 
 
+@pytest.mark.parametrize("key, value", [("lr", "inf"), ("lr", "nan"), ("max_epochs", str(10**30)), ("lr", float("inf")),
+                                        ("max_epochs", 10**30)])
+def test_values_no_range_can_catch_are_refused(key, value):
+    """inf passes ``> 0``; an integer above 2**63 passes ``>= 1`` and then fails to be written to HDF5."""
+    with pytest.raises(GraphImputeError, match=rf"parameter {key}=.* must be a finite number|{key}=nan.* must be"):
+        methods.resolve_params(methods.get("scgnn"), {key: value})
+
+
 def test_fractions_and_list_values_are_checked():
     with pytest.raises(GraphImputeError, match=r"val_fraction=1.0 must be in \(0, 1\)"):
         methods.resolve_params(methods.get("gnnimpute"), {"val_fraction": "1"})

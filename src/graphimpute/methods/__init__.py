@@ -7,6 +7,7 @@ adding its module name to ``_MODULES`` below; nothing else in the project change
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any, Mapping
 
 from graphimpute.errors import GraphImputeError
@@ -64,10 +65,19 @@ def resolve_params(method: Method, overrides: Mapping[str, Any] | None = None) -
         params[key] = _cast(value, params[key], key)
         allowed = method.ranges.get(key)
         values = params[key] if isinstance(params[key], (list, tuple)) else [params[key]]
+        if not all(_storable(v) for v in values):  # inf passes a range; 10**30 cannot be written to HDF5
+            raise GraphImputeError(f"method {method.name!r}: parameter {key}={params[key]!r} must be a finite "
+                                   "number (integers below 2**63)")
         if allowed is not None and not all(_is_number(v) and allowed.contains(v) for v in values):
             raise GraphImputeError(f"method {method.name!r}: parameter {key}={params[key]!r} must be {allowed}"
                                    f"{' (each value)' if isinstance(params[key], (list, tuple)) else ''}")
     return params
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    return abs(value) < 2**63 if isinstance(value, int) else math.isfinite(value)
 
 
 def _is_number(value: Any) -> bool:

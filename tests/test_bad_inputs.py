@@ -78,6 +78,7 @@ def inp(tmp_path_factory, bundled_path) -> Path:
     raw = ad.read_h5ad(bundled_path)
     shutil.copy(bundled_path, folder / "raw.h5ad")
     (folder / "link.h5ad").symlink_to(folder / "raw.h5ad")
+    ad.AnnData(obs=raw.obs[[]], var=raw.var[[]], layers={"counts": raw.X}).write_h5ad(folder / "no_x.h5ad")
     pipeline.qc_step(folder / "raw.h5ad", folder / "qc.h5ad", label_key="cell_type")
     pipeline.normalise_step(folder / "qc.h5ad", folder / "norm.h5ad", n_top_genes=300)
     pipeline.impute_step(folder / "norm.h5ad", folder / "a.none.h5ad", method="none")
@@ -226,6 +227,7 @@ CASES = {
     "samplesheet with a long name": (["check-samplesheet", "{i}/long_sheet.csv", "-o", "{t}/checked.csv"],
                                      ["long_sheet.csv"]),  # the problems follow, one per line
     "samplesheet with a bad name": (["check-samplesheet", "{i}/sheet.csv", "-o", "{t}/checked.csv"], ["sheet.csv"]),
+    "h5ad without X": (["qc", "{i}/no_x.h5ad", "-o", "{t}/q.h5ad"], ["X is empty", "--layer NAME", "layers: counts"]),
     # the log may not be written into an input or an output (it appended to the input before)
     "log file is the input": (["qc", "{i}/raw.h5ad", "-o", "{t}/q.h5ad", "--log-file", "{i}/raw.h5ad"],
                               ["--log-file", "that is the command's input"]),

@@ -92,6 +92,13 @@ def validate(adata: AnnData, path, *, allow_non_integer: bool = False, label_key
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(path, f"empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)")
     x = adata.X
+    if x is None:  # an h5ad with only layers (or only obs/var)
+        layers = ", ".join(adata.layers) or "none"
+        raise InputError(path, f"X is empty (the file stores no main matrix); give the layer that holds the raw "
+                               f"counts with --layer NAME (layers: {layers}{'; or raw' if adata.raw is not None else ''})")
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not (np.issubdtype(dtype, np.number) or dtype == bool):
+        raise InputError(path, f"X holds {dtype} values, not numbers; a count matrix is numeric")
     x = sp.csr_matrix(x) if not sp.issparse(x) else x.tocsr()
     values = x.data
     if not np.all(np.isfinite(values)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import sys
 import warnings
@@ -34,6 +35,16 @@ MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 # ---- shared options ----------------------------------------------------------------------------------
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange, without nan and inf (every comparison with nan is false, so it passes a range)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
 
 threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
@@ -333,11 +344,11 @@ def read_options(func):
 
 def qc_options(func):
     for option in reversed([
-        click.option("--min-genes", type=int, default=200, show_default=True, help="Minimum detected genes per cell."),
-        click.option("--min-cells", type=int, default=3, show_default=True, help="Minimum cells a gene is detected in."),
-        click.option("--max-pct-mt", type=float, default=20.0, show_default=True,
+        click.option("--min-genes", type=click.IntRange(min=0), default=200, show_default=True, help="Minimum detected genes per cell."),
+        click.option("--min-cells", type=click.IntRange(min=0), default=3, show_default=True, help="Minimum cells a gene is detected in."),
+        click.option("--max-pct-mt", type=FiniteRange(0, 100), default=20.0, show_default=True,
                      help="Maximum % of counts in mitochondrial genes (MT-/mt-)."),
-        click.option("--n-mads", type=float, default=5.0, show_default=True,
+        click.option("--n-mads", type=FiniteRange(0, min_open=True), default=5.0, show_default=True,
                      help="Remove cells whose log total count is this many MADs from the median."),
     ]):
         func = option(func)
@@ -363,11 +374,11 @@ impute_options = [
                  help="JSON object of hyper-parameters; for `run`, keyed by method name to tune several."),
     click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                  help="Where neural methods train; cuda without a GPU is an error."),
-    click.option("--checkpoint-every", type=int, default=None, help="Save a training checkpoint every N epochs."),
+    click.option("--checkpoint-every", type=click.IntRange(min=1), default=None, help="Save a training checkpoint every N epochs."),
     click.option("--resume", is_flag=True, help="Resume training from the checkpoint in --workdir."),
     click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Folder for checkpoints (default: none kept)."),
-    click.option("--memory-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+    click.option("--memory-gb", type=FiniteRange(0, min_open=True), default=None,
                  help="Memory this run may use, in GB (a Nextflow task's memory): memory estimates are checked "
                       f"against it instead of the machine's free memory; over it, exit code {EXIT_NEEDS_MEMORY}."),
 ]
@@ -447,7 +458,7 @@ def normalise_command(input_path, output, n_top_genes, seed, quiet):
 @click.option("--scheme", type=click.Choice(["uniform", "low-count", "mcv"]), default="uniform", show_default=True,
               help="uniform / low-count: hide entries (low-count: weighted toward low counts); "
                    "mcv: molecular cross-validation split.")
-@click.option("--fraction", type=float, default=0.1, show_default=True,
+@click.option("--fraction", type=FiniteRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True,
               help="Share of each cell's non-zeros hidden (mcv: share of molecules held out).")
 @common("OUTPUT with the suffix .log")
 def mask_command(input_path, output, truth, scheme, fraction, seed, quiet):
@@ -531,7 +542,7 @@ def collect_command(base_path, imputed, output, seed, quiet):
 @click.option("--mask-scheme", type=click.Choice(["uniform", "low-count", "mcv"]), default="mcv",
               show_default=True, help="Benchmark: mcv (molecular cross-validation, the ranking metric) or "
                                       "uniform / low-count (hidden-entry recovery; see `graphimpute mask`).")
-@click.option("--mask-fraction", type=float, default=0.1, show_default=True, help="Benchmark: share hidden.")
+@click.option("--mask-fraction", type=FiniteRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True, help="Benchmark: share hidden.")
 @click.option("--mask-seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Benchmark: masks drawn with seeds SEED, SEED+1, ...; every score is mean ± sd over them "
                    "and differences within the spread are ties.")
@@ -680,7 +691,7 @@ def summarise_command(input_path, output, step, sample, threads):
 @click.option("--n-neighbors", type=click.IntRange(min=1), default=15, show_default=True,
               help="k of the evaluation kNN graph.")
 @click.option("--kmeans-seeds", type=click.IntRange(min=1), default=5, show_default=True, help="k-means runs averaged.")
-@click.option("--leiden-resolution", type=float, default=1.0, show_default=True)
+@click.option("--leiden-resolution", type=FiniteRange(0, min_open=True), default=1.0, show_default=True)
 @click.option("--umap/--no-umap", default=True, show_default=True, help="UMAP coordinates for the report.")
 @common("graphimpute.log in the output folder")
 def evaluate_command(imputed, output_dir, truth, label_key, sample, rescale, n_pcs, n_neighbors, kmeans_seeds,

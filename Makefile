@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # torch first and pinned. PyPI serves Linux x86_64 only its CUDA build (~2.7 GB of nvidia-* wheels; it runs
-# on CPU too): the venv is ~6.5 GB and the install takes ~3 min here. A CPU-only build comes from PyTorch's
+# on CPU too): measured size and time in bench/results/install_cost.md. A CPU-only build comes from PyTorch's
 # own CPU index (README: "Set up and try it").
 $(STAMP): pyproject.toml requirements.txt requirements-baselines.txt scripts/install_groovy_parser.sh
 	$(PYTHON) -m venv $(VENV)

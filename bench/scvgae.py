@@ -1,5 +1,5 @@
 """scVGAE benchmarks: clustering ARI (the paper's protocol) and scale (time, memory, kNN fallback).
-Hidden-entry recovery goes through the shared runner, bench/recovery.py.
+Accuracy on masked counts goes through bench/accuracy.py, as for every method.
 
     python bench/scvgae.py clustering [--data pbmc3k_seurat.h5ad] [--seeds 0]
     python bench/scvgae.py scale      [--data scdcc_cbmc_citeseq_top2000.h5ad]

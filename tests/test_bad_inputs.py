@@ -228,6 +228,7 @@ CASES = {
                                      ["long_sheet.csv"]),  # the problems follow, one per line
     "samplesheet with a bad name": (["check-samplesheet", "{i}/sheet.csv", "-o", "{t}/checked.csv"], ["sheet.csv"]),
     "h5ad without X": (["qc", "{i}/no_x.h5ad", "-o", "{t}/q.h5ad"], ["X is empty", "--layer NAME", "layers: counts"]),
+    "an h5ad output named .csv": (["qc", "{i}/raw.h5ad", "-o", "{t}/x.csv"], ["written as .h5ad", "x.h5ad"]),
     # the log may not be written into an input or an output (it appended to the input before)
     "log file is the input": (["qc", "{i}/raw.h5ad", "-o", "{t}/q.h5ad", "--log-file", "{i}/raw.h5ad"],
                               ["--log-file", "that is the command's input"]),
@@ -428,9 +429,8 @@ def test_duplicated_table_columns_are_warned_about_in_the_log(inp, tmp_path):
     assert "DUPGENE" in names and "DUPGENE-1" in names
 
 
-def test_10x_folder_keeps_gene_expression_only(tmp_path, bundled_path):
-    raw = ad.read_h5ad(bundled_path)[:, :100]
-    folder = tmp_path / "sample1" / "outs" / "filtered_feature_bc_matrix"
+def _write_10x(folder: Path, raw: ad.AnnData) -> None:
+    """A Cell Ranger folder of ``raw``'s counts plus three antibody rows."""
     folder.mkdir(parents=True)
     antibodies = sp.csr_matrix(np.full((raw.n_obs, 3), 7.0))
     matrix = sp.hstack([raw.X, antibodies]).T.tocoo().astype(np.int64)
@@ -442,10 +442,22 @@ def test_10x_folder_keeps_gene_expression_only(tmp_path, bundled_path):
         f.write("\n".join(rows) + "\n")
     with gzip.open(folder / "barcodes.tsv.gz", "wt") as f:
         f.write("\n".join(raw.obs_names) + "\n")
+
+
+def test_10x_folder_keeps_gene_expression_only(tmp_path, bundled_path):
+    raw = ad.read_h5ad(bundled_path)[:, :100]
+    folder = tmp_path / "sample1" / "outs" / "filtered_feature_bc_matrix"
+    _write_10x(folder, raw)
     got = io.read(folder)
     assert got.n_vars == 100 and list(got.var_names) == list(raw.var_names)
     np.testing.assert_array_equal(got.X.toarray(), raw.X.toarray())
     assert pipeline.sample_name(folder) == "sample1"
+
+
+def test_an_output_inside_a_10x_input_folder_is_refused(tmp_path, bundled_path):
+    folder = tmp_path / "filtered_feature_bc_matrix"
+    _write_10x(folder, ad.read_h5ad(bundled_path)[:, :100])
+    refused([folder], ["qc", folder, "-o", folder / "qc.h5ad"], "inside the input folder")
 
 
 @pytest.mark.parametrize("path, name", [

@@ -246,13 +246,19 @@ def _umask() -> int:
     return mask
 
 
-def check_output(inputs, output) -> None:
-    """Refuse an output that would overwrite one of the inputs, or that cannot be written (checked
-    before any work, not after it)."""
+def check_output(inputs, output, *, suffix: str | None = None) -> None:
+    """Refuse an output that would overwrite one of the inputs or land inside an input folder (a 10x
+    directory), that does not end in ``suffix`` (what is written is that format, whatever the name
+    says), or that cannot be written (checked before any work, not after it)."""
     out = Path(output).resolve()
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise OutputError(output, f"the output is written as {suffix}; name it so (e.g. {Path(output).stem}{suffix})")
     for inp in [inputs] if isinstance(inputs, (str, Path)) else inputs:
-        if Path(inp).resolve() == out:
+        source = Path(inp).resolve()
+        if source == out:
             raise InputError(output, "the output path is the input path; inputs are never overwritten")
+        if source.is_dir() and source in out.parents:
+            raise InputError(output, f"is inside the input folder {inp}; inputs are never changed: write it elsewhere")
     if out.is_dir():
         raise OutputError(output, "is a folder; give a file name")
     check_writable(out.parent)

@@ -33,7 +33,7 @@ _READ_DEFAULTS = dict(fmt="auto", transpose=False, allow_non_integer=False, laye
 def qc_step(input_path, output, *, fmt="auto", transpose=False, allow_non_integer=False, label_key=None,
             layer=None, **qc_params) -> Path:
     """Read any supported format, validate, QC, write h5ad."""
-    io.check_output(input_path, output)
+    io.check_output(input_path, output, suffix=".h5ad")
     adata = io.read(input_path, fmt=fmt, transpose=transpose, allow_non_integer=allow_non_integer,
                     label_key=label_key, layer=layer)
     out = qc.run_qc(adata, source=str(input_path), **qc_params)
@@ -43,7 +43,7 @@ def qc_step(input_path, output, *, fmt="auto", transpose=False, allow_non_intege
 
 
 def normalise_step(input_path, output, *, n_top_genes: int | None = 2000) -> Path:
-    io.check_output(input_path, output)
+    io.check_output(input_path, output, suffix=".h5ad")
     out = normalise.normalise(_read(input_path), n_top_genes=n_top_genes)
     _store_record(out, "normalise", [input_path], dict(n_top_genes=n_top_genes))
     return io.write_h5ad(out, output)
@@ -54,8 +54,8 @@ def mask_step(input_path, output, truth_output, *, scheme: str = "uniform", frac
     """Hide counts; the truth goes to its own file, which only evaluation reads."""
     from graphimpute import mask
 
-    io.check_output(input_path, output)
-    io.check_output(input_path, truth_output)
+    io.check_output(input_path, output, suffix=".h5ad")
+    io.check_output(input_path, truth_output, suffix=".h5ad")
     if Path(output).resolve() == Path(truth_output).resolve():
         raise OutputError(truth_output, "--truth is the same file as -o: the hidden counts would overwrite the "
                                         "masked ones; give two names")
@@ -67,7 +67,7 @@ def mask_step(input_path, output, truth_output, *, scheme: str = "uniform", frac
 def graph_step(input_path, output, *, method_names=("none",), n_pcs: int = 50, n_neighbors: int = 15,
                seed: int = 0) -> Path:
     """PCA, the general kNN graph, and every graph the given methods declare."""
-    io.check_output(input_path, output)
+    io.check_output(input_path, output, suffix=".h5ad")
     _require_normalised(input_path, "graph")
     if n_pcs < 1 or n_neighbors < 1:
         raise GraphImputeError(f"--n-pcs and --n-neighbors must be at least 1 (got {n_pcs} and {n_neighbors})")
@@ -89,7 +89,7 @@ def impute_step(input_path, output, *, method: str, params: Mapping[str, Any] | 
     ``method='auto'`` first picks the method by molecular cross-validation on the input (auto.select;
     ``auto``: its settings, ``params``: per-method parameters keyed by method name), then imputes with
     the winner; the provenance records the choice under ``selection``."""
-    io.check_output(input_path, output)
+    io.check_output(input_path, output, suffix=".h5ad")
     if method != AUTO:  # a bad method, parameter or missing package stops before the input is read
         entry = methods.get(method)
         resolved = methods.resolve_params(entry, params)
@@ -149,8 +149,8 @@ def collect_step(base_path, imputed_paths, output, *, key_template: str = "imput
     lacks). The outputs must have the base's cells and genes in its order, and in benchmark mode come
     from the same mask seed."""
     for path in imputed_paths:
-        io.check_output(path, output)
-    io.check_output(base_path, output)
+        io.check_output(path, output, suffix=".h5ad")
+    io.check_output(base_path, output, suffix=".h5ad")
     base = _read(base_path)
     base_seed = base.uns.get(_keys.UNS, {}).get("mask", {}).get("seed")
     for path in imputed_paths:

@@ -177,3 +177,21 @@ def test_import_is_lazy():
 def test_errors_are_value_errors_as_in_scanpy(small):
     with pytest.raises(ValueError, match="unknown method"):
         gi.impute(small, "magik")
+
+
+def test_a_scanpy_notebook_runs_on_the_graph_impute_leaves(small):
+    """Issue 28's notebook: umap, leiden, paga and diffmap read the kNN record gi.impute writes
+    (``distances_key`` must name a real matrix: PAGA crashed on it)."""
+    sc = pytest.importorskip("scanpy")
+    gi.impute(small, "knn_average")
+    record = small.uns["knn5"]
+    assert record["distances_key"] in small.obsp and record["connectivities_key"] in small.obsp
+    distances = small.obsp[record["distances_key"]]
+    assert distances.nnz == small.n_obs * 5 and (distances.data > 0).all()
+    sc.tl.umap(small, neighbors_key="knn5", random_state=0)
+    sc.tl.leiden(small, neighbors_key="knn5", flavor="igraph", n_iterations=2, directed=False)
+    sc.tl.paga(small, groups="leiden", neighbors_key="knn5")
+    sc.tl.diffmap(small, neighbors_key="knn5")
+    n_groups = small.obs["leiden"].nunique()
+    assert small.obsm["X_umap"].shape == (small.n_obs, 2) and small.uns["paga"]["connectivities"].shape == (n_groups,) * 2
+    assert np.isfinite(small.obsm["X_diffmap"]).all()

@@ -184,3 +184,13 @@ def test_edge_index_round_trip():
     ei = graphs.to_edge_index(g)
     assert ei.dtype == np.int64 and ei.shape == (2, 3)
     assert set(map(tuple, ei.T)) == {(0, 1), (1, 0), (1, 2)}
+
+
+def test_components_and_neighbours_beyond_the_data_are_warned_about(caplog):
+    """Clamped, as scanpy does, but not silently (the CLI's --n-pcs/--n-neighbors and the methods' own)."""
+    small = normalise.normalise(synthetic_counts(n_cells=12, n_genes=30), n_top_genes=None)
+    with caplog.at_level("WARNING", logger="graphimpute.graphs"):
+        graphs.knn_graph(small, n_neighbors=20, n_pcs=50)
+    assert "50 components asked, 12 cells x 30 genes allow 11; using 11" in caplog.text
+    assert "20 neighbours asked, 12 cells have 11 each; using 11" in caplog.text
+    assert small.obsm["X_pca"].shape[1] == 11 and small.uns["knn"]["params"]["n_neighbors"] == 12

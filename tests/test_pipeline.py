@@ -63,7 +63,7 @@ def test_impute_keeps_the_graphs_it_had_to_build(tmp_path, finished):
     out = tmp_path / "knn_average.h5ad"
     assert run_cli("impute", finished / "graph/pbmc3k_small.h5ad", "-o", out, "--method", "knn_average").exit_code == 0
     result = ad.read_h5ad(out)
-    assert list(result.obsp) == ["knn5"] and result.uns["knn5"]["connectivities_key"] == "knn5"
+    assert list(result.obsp) == ["knn5", "knn5_distances"] and result.uns["knn5"]["connectivities_key"] == "knn5"
     assert "X_pca" not in result.obsm  # the input had the PCA: not repeated
 
 

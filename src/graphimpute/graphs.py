@@ -70,7 +70,11 @@ def pca(adata: AnnData, *, n_comps: int = 50, layer: str = _keys.LOGNORM, seed: 
     import scanpy as sc
     from anndata import AnnData
 
-    n_comps = int(min(n_comps, adata.n_obs - 1, adata.n_vars - 1))
+    possible = int(min(adata.n_obs - 1, adata.n_vars - 1))
+    if n_comps > possible:
+        log.warning("PCA: %d components asked, %d cells x %d genes allow %d; using %d", n_comps, adata.n_obs,
+                    adata.n_vars, possible, possible)
+    n_comps = int(min(n_comps, possible))
     values = adata.layers[layer] if layer else adata.X
     if sparse is None:
         sparse = adata.n_obs > SPARSE_MIN_CELLS
@@ -147,6 +151,9 @@ def knn_graph(
     if use_rep == _keys.PCA and (use_rep not in adata.obsm or adata.obsm[use_rep].shape[1] < min(n_pcs, adata.n_vars - 1, adata.n_obs - 1)):
         pca(adata, n_comps=n_pcs, seed=seed)
     rep = np.asarray(adata.obsm[use_rep])[:, :n_pcs]
+    if n_neighbors > adata.n_obs - 1:
+        log.warning("kNN graph %r: %d neighbours asked, %d cells have %d each; using %d", key_added, n_neighbors,
+                    adata.n_obs, adata.n_obs - 1, adata.n_obs - 1)
     k = min(n_neighbors, adata.n_obs - 1)
     algorithm = knn_algorithm(adata.n_obs, algorithm)
     idx = neighbours(rep, k + 1, algorithm=algorithm, seed=seed)
@@ -158,13 +165,29 @@ def knn_graph(
     if self_loops:
         graph = _binarise(graph + sp.identity(adata.n_obs, dtype=np.float32, format="csr"))
     adata.obsp[key_added] = graph
-    adata.uns[key_added] = {"connectivities_key": key_added, "distances_key": f"{key_added}_distances",  # none kept
+    distances_key = f"{key_added}_distances"
+    adata.obsp[distances_key] = _edge_distances(rep, idx[:, 1:] if k else idx[:, :0])
+    adata.uns[key_added] = {"connectivities_key": key_added, "distances_key": distances_key,
                             "params": {"n_neighbors": k + 1, "method": "graphimpute_knn", "metric": "euclidean",
-                                       "use_rep": use_rep, "n_pcs": int(rep.shape[1]), "binary": True,
-                                       "algorithm": algorithm}}
+                                       "use_rep": use_rep, "n_pcs": int(rep.shape[1]), "random_state": seed,
+                                       "binary": True, "algorithm": algorithm}}
     _record(adata, key_added, {"kind": "knn", "n_neighbors": k, "n_pcs": rep.shape[1], "use_rep": use_rep,
                                "symmetrise": symmetrise, "self_loops": self_loops, "n_edges": int(graph.nnz),
                                "algorithm": algorithm})
+
+
+def _edge_distances(rep: np.ndarray, neighbours_of: np.ndarray) -> sp.csr_matrix:
+    """Each cell's Euclidean distances to its neighbours, as ``sc.pp.neighbors`` keeps them in
+    ``obsp['distances']`` (directed, without the cell itself; what PAGA and diffmap read)."""
+    n, k = neighbours_of.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = neighbours_of.ravel()
+    keep = cols != rows  # a duplicate cell can be listed before the cell itself
+    rows, cols = rows[keep], cols[keep]
+    dist = np.linalg.norm(rep[rows] - rep[cols], axis=1).astype(np.float32)
+    out = sp.csr_matrix((dist, (rows, cols)), shape=(n, n))
+    out.sum_duplicates()
+    return out
 
 
 KNN_ALGORITHMS = ("auto", "exact", "pynndescent")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -124,3 +126,11 @@ def test_cli_refuses_zero_epochs_with_one_line_and_writes_nothing(tmp_path, bund
     assert [line for line in result.output.splitlines() if line.startswith("Error:")] == [
         "Error: method 'scgnn': parameter max_epochs=0 must be >= 1"]
     assert not out.exists()
+
+
+def test_every_cited_method_is_in_citations_md():
+    """nf-core's habit: CITATIONS.md lists every tool and method a run may use."""
+    text = (Path(__file__).resolve().parents[1] / "CITATIONS.md").read_text()
+    missing = [name for name, m in methods.available().items()
+               if m.citation != "-" and m.citation.split(",")[0].split()[0] not in text]
+    assert missing == []

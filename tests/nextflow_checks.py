@@ -1238,7 +1238,7 @@ def lint(root: Path) -> list[LintMessage]:
 
 # conda-forge/bioconda names of the pip distributions whose conda package is named otherwise
 CONDA_NAMES = {"torch": {"pytorch", "pytorch-cpu", "pytorch-gpu"}, "torch-geometric": {"pytorch-geometric"},
-               "igraph": {"python-igraph"}}
+               "igraph": {"python-igraph"}, "matplotlib": {"matplotlib-base"}}
 
 
 def _dist(name: str) -> str:

@@ -600,10 +600,10 @@ def test_environment_check_follows_the_registry(copy):
         shutil.copy2(ROOT / name, copy / name)
     registry = dict(methods.available())
     registry["newcomer"] = Method(name="newcomer", impute=lambda *a: None, summary="", citation="",
-                                  requires=("threadpoolctl",))
+                                  requires=("psutil",))
     problems = checks.check_environments(copy, registry)
     assert [p for p in problems if "newcomer" in p] == [
-        f"{where}: does not install threadpoolctl (threadpoolctl), which method newcomer needs"
+        f"{where}: does not install psutil (psutil), which method newcomer needs"
         for where in ("containers/environment.yml", "containers/Dockerfile", "containers/Dockerfile.cuda")]
 
 

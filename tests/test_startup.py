@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,22 @@ def test_a_method_still_loads_its_code_when_it_runs():
         "{'max_epochs': 1}), methods.RunContext(progress=False))\n"
         "result = list(res.imputed.shape)")
     assert out["result"] == [30, 12] and "torch" in out["heavy"]
+
+
+def test_every_library_the_package_imports_is_declared():
+    """nf-core's and PyPA's habit: a module imported directly is a declared dependency, not one that
+    happens to come with scanpy (optional baselines are imported by name, through ``import_required``)."""
+    import ast
+    import tomllib
+
+    declared = {re.split(r"[<>=!~ ;\[]", d)[0].lower() for d in
+                tomllib.loads((SRC.parent / "pyproject.toml").read_text())["project"]["dependencies"]}
+    distribution = {"sklearn": "scikit-learn", "torch_geometric": "torch-geometric", "umap": "umap-learn"}
+    imported = set()
+    for path in (SRC / "graphimpute").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            imported.update(n.split(".")[0] for n in names)
+    third_party = {n for n in imported if n not in sys.stdlib_module_names and n not in ("graphimpute", "__future__")}
+    assert sorted(n for n in third_party if distribution.get(n, n).lower() not in declared) == []

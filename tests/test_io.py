@@ -258,3 +258,15 @@ def test_output_would_overwrite_input(tmp_path, small):
 def test_input_error_names_file_and_problem():
     err = InputError("/data/x.h5ad", "empty matrix")
     assert str(err) == "/data/x.h5ad: empty matrix"
+
+
+def test_a_killed_write_leaves_a_temporary_file_that_the_next_write_removes(tmp_path):
+    """SIGKILL (or the out-of-memory killer) skips the clean-up of ``_write_atomic``."""
+    out = tmp_path / "x.txt"
+    stale = tmp_path / ".x.txt.abc123.tmp"
+    stale.write_text("half written")
+    other = tmp_path / ".y.txt.abc123.tmp"  # another output's: not this write's business
+    other.write_text("half written")
+    io.write_text("done\n", out)
+    assert out.read_text() == "done\n" and not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".y.txt.abc123.tmp", "x.txt"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import gzip
 import logging
 import os
@@ -157,6 +158,16 @@ def write_text(text: str, path) -> Path:
     return _write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """The temporary files an earlier write of ``path`` left when its process was killed (a signal or the
+    out-of-memory killer skips the clean-up): removed before this write makes its own."""
+    stale = [p for p in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*.tmp") if p.is_file()]
+    for leftover in stale:
+        log.info("removing %s, left by an interrupted write of %s", leftover, path)
+        leftover.unlink(missing_ok=True)
+    return stale
+
+
 def _write_atomic(path, write) -> Path:
     """``write(tmp)`` to a temporary name beside ``path``, then rename it into place.
 
@@ -168,6 +179,7 @@ def _write_atomic(path, write) -> Path:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         with _quiet_hdf5_cleanup():

@@ -130,6 +130,7 @@ def inp(tmp_path_factory, bundled_path) -> Path:
     (folder / "broken.json").write_text("{max_epochs: 3")
     (folder / "sheet.csv").write_text("sample,input\n../bad,raw.h5ad\n")
     (folder / "long_sheet.csv").write_text(f"sample,input\n{'s' * 150},raw.h5ad\n")
+    (folder / "by_method.json").write_text('{"none": {}, "scgnn": {"max_epochs": 2}}')
     return folder
 
 
@@ -228,6 +229,10 @@ CASES = {
                                      ["long_sheet.csv"]),  # the problems follow, one per line
     "samplesheet with a bad name": (["check-samplesheet", "{i}/sheet.csv", "-o", "{t}/checked.csv"], ["sheet.csv"]),
     "h5ad without X": (["qc", "{i}/no_x.h5ad", "-o", "{t}/q.h5ad"], ["X is empty", "--layer NAME", "layers: counts"]),
+    "impute with a params file for other methods": (["impute", "{i}/norm.h5ad", "-o", "{t}/i.h5ad", "--method", "dca",
+                                                     "--params-file", "{i}/by_method.json"],
+                                                    ["by_method.json", "parameters by method name (none, scgnn)",
+                                                     "none for 'dca'"]),
     "an h5ad output named .csv": (["qc", "{i}/raw.h5ad", "-o", "{t}/x.csv"], ["written as .h5ad", "x.h5ad"]),
     # the log may not be written into an input or an output (it appended to the input before)
     "log file is the input": (["qc", "{i}/raw.h5ad", "-o", "{t}/q.h5ad", "--log-file", "{i}/raw.h5ad"],
@@ -268,6 +273,15 @@ def test_option_errors_are_one_line_in_all(args):
     result = invoke(*args)
     assert result.exit_code == EXIT_USER_ERROR
     assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("Error: "), result.output
+
+
+def test_a_params_file_by_method_gives_impute_its_methods_part_and_run_warns_of_the_rest(inp, tmp_path):
+    result = invoke("impute", inp / "norm.h5ad", "-o", tmp_path / "i.h5ad", "--method", "none",
+                    "--params-file", inp / "by_method.json")
+    assert result.exit_code == 0, result.output
+    run = invoke("run", "-i", inp / "raw.h5ad", "-o", tmp_path / "out", *FAST, "--params-file", inp / "by_method.json")
+    assert run.exit_code == 0, run.output
+    assert "parameters for scgnn, which this run does not run" in (tmp_path / "out/pipeline_info/graphimpute.log").read_text()
 
 
 def test_samplesheet_names_the_long_sample(inp, tmp_path):

@@ -498,6 +498,11 @@ def impute_command(input_path, output, method, param_pairs, params_file, device,
     from graphimpute.monitor import memory_budget
 
     params = _params(param_pairs, params_file)
+    if method != "auto" and _keyed_by_method(params) and not param_pairs:  # a pipeline-style params file
+        if method not in params:
+            raise GraphImputeError(f"{params_file}: parameters by method name ({', '.join(params)}), none for "
+                                   f"{method!r}; give {method}'s own parameters")
+        params = params[method]
     if method != "auto":  # a bad method or parameter fails before torch, anndata or the input is loaded
         methods.resolve_params(methods.get(method), params)
     from graphimpute import pipeline  # anndata, numpy, torch: after the cheap checks
@@ -726,6 +731,12 @@ def report_command(inputs, output_dir, title, render, seed, quiet):
     log.info("wrote %s", out)
 
 
+def _keyed_by_method(content: dict) -> bool:
+    from graphimpute import methods
+
+    return bool(content) and all(k in methods.names() and isinstance(v, dict) for k, v in content.items())
+
+
 def _method_params(names: list[str], pairs, params_file) -> dict[str, dict]:
     """--param/--params-file for `run`: a params file whose keys are all method names gives each method
     its own parameters (e.g. assets/test_method_params.json); otherwise they apply to the one method."""
@@ -733,9 +744,13 @@ def _method_params(names: list[str], pairs, params_file) -> dict[str, dict]:
 
     if params_file is not None and not pairs:
         content = _params((), params_file)
-        if content and all(k in methods.names() and isinstance(v, dict) for k, v in content.items()):
+        if _keyed_by_method(content):
             for name, params in content.items():
                 methods.resolve_params(methods.get(name), params)  # unknown keys fail before any work
+            unused = [name for name in content if name not in names]
+            if unused:  # a shared file (the pipeline's) may hold more methods than this run has
+                log.warning("%s: parameters for %s, which this run does not run; not used", params_file,
+                            ", ".join(unused))
             return {name: params for name, params in content.items() if name in names}
     overrides = _params(pairs, params_file)
     if overrides and len(names) > 1:

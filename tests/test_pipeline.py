@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import anndata as ad
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from graphimpute import pipeline
+from graphimpute import methods, pipeline
 from graphimpute.cli import EXIT_USER_ERROR, main
 
 
@@ -179,6 +181,17 @@ def test_params_file_keyed_by_method(tmp_path, bundled_path):
 def test_every_subcommand_has_help(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_methods_name_shows_each_parameter_with_its_default_and_range():
+    result = CliRunner().invoke(main, ["methods", "scgnn"])
+    assert result.exit_code == 0, result.output
+    line = next(l for l in result.output.splitlines() if l.strip().startswith("max_epochs"))
+    assert line.split()[1:] == [str(methods.get("scgnn").defaults["max_epochs"]), ">=", "1"]
+    as_json = json.loads(CliRunner().invoke(main, ["methods", "scgnn", "--json"]).output)
+    assert as_json["scgnn"]["ranges"]["dropout"] == "in [0, 1)"
+    unknown = CliRunner().invoke(main, ["methods", "magik"])
+    assert unknown.exit_code == EXIT_USER_ERROR and unknown.output.count("\n") == 1
 
 
 def test_methods_lists_the_registry():

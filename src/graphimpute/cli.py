@@ -762,15 +762,24 @@ def _method_params(names: list[str], pairs, params_file) -> dict[str, dict]:
 
 
 @main.command("methods")
+@click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def methods_command(as_json):
-    """List the registered methods and baselines."""
+def methods_command(name, as_json):
+    """List the registered methods and baselines; with NAME, that method's parameters, defaults and ranges."""
     from graphimpute import methods
 
-    entries = methods.available()
+    try:
+        entries = {name: methods.get(name)} if name else methods.available()
+    except GraphImputeError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    if name and not as_json:
+        click.echo(entries[name].describe())
+        return
     if as_json:
         click.echo(json.dumps({name: {"kind": m.kind, "summary": m.summary, "citation": m.citation,
                                       "trains": m.trains, "defaults": dict(m.defaults),
+                                      "ranges": {k: str(r) for k, r in m.ranges.items()},
                                       "graphs": [g.key for g in m.graphs], "available": m.is_available,
                                       "missing": list(m.missing())}
                                for name, m in entries.items()}, indent=2, default=str))

@@ -119,6 +119,25 @@ class Method:
     requires: tuple[str, ...] = ()  # optional packages (import names) beyond the core install
     install_hint: str = ""  # how to install them; quoted in the error when one is missing
 
+    def describe(self) -> str:
+        """What ``graphimpute methods NAME`` prints: the entry and every parameter with its default (the
+        paper's) and the values it may take."""
+        lines = [f"{self.name} ({self.kind}{', trains' if self.trains else ''}): {self.summary}",
+                 f"citation: {self.citation}"]
+        if self.graphs:
+            lines.append("graphs: " + ", ".join(f"{g.key} ({g.kind})" for g in self.graphs))
+        if self.requires:
+            lines.append(f"needs: {', '.join(self.requires)}" + (f" ({self.install_hint})" if self.missing() else ""))
+        if not self.defaults:
+            return "\n".join([*lines, "parameters: none"])
+        width = max(map(len, self.defaults))
+        lines.append("parameters (--param KEY=VALUE; default, then allowed values):")
+        for key, value in self.defaults.items():
+            allowed = self.ranges.get(key)
+            shown = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            lines.append(f"  {key:<{width}}  {shown!s:<10}  {allowed or type(value).__name__}")
+        return "\n".join(lines)
+
     def missing(self) -> tuple[str, ...]:
         """The packages of ``requires`` that are not installed here (cheap: imports nothing)."""
         return tuple(p for p in self.requires if not _installed(p))

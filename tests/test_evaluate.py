@@ -292,3 +292,14 @@ def test_evaluate_mcv_and_contract_checks():
         evaluate([_output(masked, -np.ones(x.shape), "bad")], truth=truth)
     with pytest.raises(GraphImputeError, match="same order"):
         evaluate([_output(masked[::-1].copy(), x[::-1], "flipped")], truth=truth)
+
+
+def test_the_verdict_names_the_methods_below_gene_mean_not_the_other_bars():
+    from graphimpute import verdict
+
+    means = {"none": 0.50, "knn_average": 0.45, "gene_mean": 0.40, "weak": 0.43, "strong": 0.30}  # lower is better
+    rows = [{"sample": "s", "method": m, "seed": seed, "metric": "mcv_poisson", "value": v + 0.001 * seed}
+            for m, v in means.items() for seed in range(3)]
+    result = verdict.verdict(pd.DataFrame(rows))
+    assert result["winner"] == "strong" and result["lose_to_gene_mean"] == ["weak"]
+    assert "Lose to the cell-agnostic gene_mean: weak." in result["lines"]

@@ -134,3 +134,13 @@ def test_every_cited_method_is_in_citations_md():
     missing = [name for name, m in methods.available().items()
                if m.citation != "-" and m.citation.split(",")[0].split()[0] not in text]
     assert missing == []
+
+
+@pytest.mark.parametrize("name, package, distribution", [("magic", "magic", "magic-impute"), ("alra", "halra", "halra"),
+                                                         ("scvi", "scvi", "scvi-tools")])
+def test_a_baselines_own_library_version_is_recorded(name, package, distribution):
+    pytest.importorskip(package)
+    from graphimpute.runner import software_versions
+
+    versions = software_versions(methods.get(name))
+    assert versions[distribution] not in ("", "not installed") and "scanpy" in versions

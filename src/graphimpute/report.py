@@ -138,6 +138,8 @@ def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str
     if not runs.empty:
         runs = runs.drop_duplicates(["sample", "method"])
         runs = runs.assign(row=runs["sample"].astype(str) + " · " + runs["method"].astype(str)).set_index("row")
+        if "nondefault_params" in runs:
+            runs = runs.assign(nondefault_params=runs["nondefault_params"].map(_changed_text))
         cols = [c for c in RESOURCE_COLUMNS if c in runs.columns]
         headers = {c: _header(c) if c in METRICS else {"title": c, "description": _RUN_COLUMNS.get(c, c)}
                    for c in cols}
@@ -211,6 +213,15 @@ def _intro(data: dict[str, Any]) -> str:
             parts.append(f"<p><b>{_html(sample)}</b> was imputed with <b>{_html(auto)}</b>, chosen by "
                          "<code>--methods auto</code> on the ranking below.</p>")
     return "".join(parts)
+
+
+def _changed_text(value) -> str:
+    """``{"max_epochs": 3}`` as ``max_epochs=3`` (JSON in a TSV cell came out with doubled quotes)."""
+    try:
+        changed = json.loads(value) if isinstance(value, str) else {}
+    except ValueError:
+        return str(value)
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) if isinstance(changed, dict) and changed else "defaults"
 
 
 def _demo_runs(runs: pd.DataFrame) -> list[str]:
@@ -390,11 +401,15 @@ def _write_table(path: Path, table: pd.DataFrame, *, id: str, section_name: str,
 
 
 def _write_versions(versions: dict[str, dict[str, str]], path: Path) -> Path:
-    lines = ["graphimpute:", f"  graphimpute: {json.dumps(str(__version__))}"]
-    for method, pkgs in versions.items():
-        if pkgs:
-            lines.append(f"{json.dumps(str(method))}:")
-            lines.extend(f"  {json.dumps(str(k))}: {json.dumps(str(v))}" for k, v in sorted(pkgs.items()))
+    """MultiQC's Software Versions: every package once (a package that differed between the methods'
+    runs lists each version)."""
+    found: dict[str, list[str]] = {"graphimpute": [str(__version__)]}
+    for pkgs in versions.values():
+        for package, value in (pkgs or {}).items():
+            seen = found.setdefault(str(package), [])
+            if str(value) not in seen:
+                seen.append(str(value))
+    lines = ["graphimpute:", *(f"  {json.dumps(k)}: {json.dumps(' / '.join(v))}" for k, v in sorted(found.items()))]
     path.write_text("\n".join(lines) + "\n")
     return path
 

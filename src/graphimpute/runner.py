@@ -47,7 +47,7 @@ def impute_adata(adata, entry: methods.Method, params: Mapping[str, Any], ctx: R
     history = result.history or {}
     provenance = {
         "method": entry.name, "params": dict(params), "seed": ctx.seed,
-        "device": history.get("device", "cpu"), "versions": software_versions(),
+        "device": history.get("device", "cpu"), "versions": software_versions(entry),
         "wall_time_s": usage.wall_s, "peak_memory_mb": max(usage.peak_mb, history.get("peak_memory_mb", 0.0)),
         "history": history, "info": result.info, "nondefault_params": nondefault_params(entry, params),
     }
@@ -83,9 +83,14 @@ def _missing(adata, spec: methods.GraphSpec) -> bool:
     return spec.key not in adata.obsp and spec.key not in adata.varp
 
 
-def software_versions() -> dict[str, str]:
+def software_versions(entry: methods.Method | None = None) -> dict[str, str]:
+    """The versions of Python, the core libraries and the optional packages ``entry`` runs on (MAGIC's
+    magic-impute, ALRA's halra, scVI's scvi-tools)."""
+    from importlib.metadata import packages_distributions
+
     found = {"python": platform.python_version()}
-    for name in _VERSIONED:
+    extra = [d for package in (entry.requires if entry else ()) for d in packages_distributions().get(package, [])]
+    for name in (*_VERSIONED, *extra):
         try:
             found[name] = version(name)
         except PackageNotFoundError:

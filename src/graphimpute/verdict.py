@@ -94,7 +94,7 @@ def verdict(metrics: pd.DataFrame, metric: str | None = None) -> dict[str, Any]:
             c = compare(metrics, metric, winner["method"], base)
             margins[base] = {"mean_diff": c.mean_diff, "sd_diff": c.sd_diff, "outcome": c.outcome}
     tied = table.loc[table["vs_best"] == "tie", "method"].tolist()
-    below = _with(table, "vs_gene_mean", "worse")
+    below = [m for m in _with(table, "vs_gene_mean", "worse") if m not in BASELINES]  # the bars are not the verdict's subject
     spread = f"mean ± sd over {n} mask seeds" if n > 1 else "one mask seed: no spread, so no tie could be called"
     lines = [f"Best by {metric} ({direction} is better; {spread}): {winner['method']}, "
              f"{_num(winner['mean'])}{'' if n < 2 else ' ± ' + _num(winner['sd'])}."]

@@ -195,3 +195,26 @@ def test_a_scanpy_notebook_runs_on_the_graph_impute_leaves(small):
     n_groups = small.obs["leiden"].nunique()
     assert small.obsm["X_umap"].shape == (small.n_obs, 2) and small.uns["paga"]["connectivities"].shape == (n_groups,) * 2
     assert np.isfinite(small.obsm["X_diffmap"]).all()
+
+
+@pytest.mark.parametrize("verbosity, shown", [(0, False), (2, True)])
+def test_messages_follow_scanpys_verbosity(small, capsys, verbosity, shown):
+    sc = pytest.importorskip("scanpy")
+    before = sc.settings.verbosity
+    sc.settings.verbosity = verbosity
+    try:
+        gi.impute(small, "none")
+    finally:
+        sc.settings.verbosity = before
+    assert ("wrote adata.layers['imputed_none']" in capsys.readouterr().err) is shown
+
+
+@pytest.mark.parametrize("function", [gi.impute, gi.benchmark])
+def test_numpydoc_documents_every_argument(function):
+    import inspect
+
+    doc = inspect.getdoc(function)
+    assert "Parameters\n----------" in doc and "Returns\n-------" in doc
+    documented = {line.strip().lstrip("*") for line in doc.split("Parameters\n----------")[1].split("Returns")[0]
+                  .splitlines() if line and not line.startswith(" ")}
+    assert documented == {name for name in inspect.signature(function).parameters}

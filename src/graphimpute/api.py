@@ -11,7 +11,9 @@ before.
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
@@ -29,23 +31,80 @@ log = logging.getLogger(__name__)
 BARS = ("none", "gene_mean", "knn_average")  # what every method is shown against (docs/benchmark.md)
 
 
+def _scanpy_verbosity(func):
+    """Log as scanpy does in a notebook: to stderr, at the level ``sc.settings.verbosity`` sets (0 errors,
+    1 warnings, 2-3 info, 4 debug), unless the caller configured the ``graphimpute`` logger itself."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        package = logging.getLogger("graphimpute")
+        if package.handlers:  # the command line's, or the user's own
+            return func(*args, **kwargs)
+        import scanpy as sc
+
+        level = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.INFO}.get(
+            int(sc.settings.verbosity), logging.DEBUG)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setLevel(level)
+        previous = package.level
+        package.addHandler(handler)
+        package.setLevel(min(level, previous) if previous else level)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            package.removeHandler(handler)
+            package.setLevel(previous)
+
+    return wrapper
+
+
+@_scanpy_verbosity
 def impute(adata: AnnData, method: str = "gnnimpute", *, layer: str | None = None, key_added: str | None = None,
            copy: bool = False, device: str = "auto", seed: int = 0, **params) -> AnnData | None:
-    """Impute the raw counts of ``adata`` with one registered method (``graphimpute.methods.names()``).
+    """Impute the raw counts of ``adata`` with one registered method.
 
-    ``layer``: the layer that holds the raw counts (default ``X``); ``params``: the method's
-    hyper-parameters, overriding its paper defaults (unknown names and values out of range are errors,
-    before any work). Builds what the method needs on a working copy (size factors, log-normalised
-    values, PCA and graphs); the same ``seed`` gives the same result on CPU.
+    Builds what the method needs on a private working copy (size factors, log-normalised values, PCA and
+    graphs); ``adata.X`` and the user's layers are never modified. The same ``seed`` gives the same result
+    on CPU.
 
-    Writes ``adata.layers[key_added or f"imputed_{method}"]`` (dense float32 expected counts on the
-    input's count scale) and ``adata.uns['graphimpute']['layers'][<that key>]`` (method, params, seed,
-    device, versions, time, memory, loss history). Adds, where ``adata`` has none under that key, what
-    was built for the method, under scanpy's keys: ``obsm['X_pca']``, ``varm['PCs']`` and ``uns['pca']``
-    (``sc.pl.pca_variance_ratio``), the method's cell graphs in ``obsp[<key>]`` with
-    ``uns[<key>]`` (``sc.tl.umap(adata, neighbors_key=<key>)``), gene graphs in ``varp``, the method's own
-    results (GraphSCI's learned graph) and their parameters in ``uns['graphimpute']['graph']``.
-    Returns the updated copy with ``copy=True``, else None."""
+    Parameters
+    ----------
+    adata
+        Cells x genes, raw counts in ``X`` (or in ``layer``); in memory, not backed.
+    method
+        A registered method (``graphimpute methods`` lists them; ``graphimpute methods NAME`` its parameters).
+    layer
+        The layer that holds the raw counts; default ``X``.
+    key_added
+        The output layer; default ``f"imputed_{method}"``. It may replace only a layer graphimpute wrote.
+    copy
+        Return an updated copy and leave ``adata`` as it was.
+    device
+        ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+    seed
+        0 to 2**32 - 1.
+    **params
+        The method's hyper-parameters, overriding its paper defaults; unknown names and values out of
+        range raise before any work.
+
+    Returns
+    -------
+    The updated copy with ``copy=True``, else None. Writes ``adata.layers[key_added]`` (dense float32
+    expected counts on the input's count scale) and ``adata.uns['graphimpute']['layers'][key_added]``
+    (method, params, seed, device, versions, time, memory, loss history). Adds, where ``adata`` has none
+    under that key, what was built for the method under scanpy's keys: ``obsm['X_pca']``, ``varm['PCs']``,
+    ``uns['pca']``, the method's cell graphs ``obsp[<key>]`` and ``obsp[<key>_distances]`` with
+    ``uns[<key>]`` (``sc.tl.umap(adata, neighbors_key=<key>)``, leiden, paga, diffmap), gene graphs in
+    ``varp``, the method's own results (GraphSCI's learned graph) and their parameters in
+    ``uns['graphimpute']['graph']``.
+
+    Raises
+    ------
+    GraphImputeError
+        (a ``ValueError``) for an unknown method or parameter, counts that are not raw counts, a layer or
+        key that cannot be used, fewer than 10 cells or genes, or a device that is not there.
+    """
     from graphimpute import methods, normalise, runner, train
 
     _check_call("impute", adata, seed)
@@ -68,6 +127,7 @@ def impute(adata: AnnData, method: str = "gnnimpute", *, layer: str | None = Non
     return target if copy else None
 
 
+@_scanpy_verbosity
 def benchmark(adata: AnnData, methods: Iterable[str] = (), *, label_key: str | None = None, mask_seeds: int = 3,
               scheme: str = "mcv", fraction: float = 0.1, layer: str | None = None, n_top_genes: int | None = None,
               baselines: bool = True, params: Mapping[str, Mapping[str, Any]] | None = None,
@@ -75,16 +135,50 @@ def benchmark(adata: AnnData, methods: Iterable[str] = (), *, label_key: str | N
     """Score ``methods`` on ``adata``'s own counts by the benchmark of ``graphimpute run --benchmark``,
     in memory (nothing is written; ``adata`` is not modified).
 
-    Per mask seed (``seed``, ``seed`` + 1, ...): the normalised counts are split (``scheme='mcv'``:
-    molecular cross-validation, ``fraction`` of each count's molecules held out; ``'uniform'`` /
-    ``'low-count'``: hidden entries), every method imputes the input part and is scored against the
-    held-out part, and with ``label_key`` by clustering against ``obs[label_key]``. ``baselines`` adds
-    the bars every method is shown against (``none``, ``gene_mean``, ``knn_average``); ``params``:
-    hyper-parameters by method name; ``n_top_genes``: keep the most variable genes first (None: all).
+    Per mask seed (``seed``, ``seed`` + 1, ...) the normalised counts are split, every method imputes the
+    input part and is scored against the held-out part (and, with ``label_key``, by clustering); a
+    progress bar counts the methods x mask seeds.
 
-    Returns the summary table of ``evaluate/<sample>.summary.tsv``: one row per method, best first by
-    the ranking metric, each metric's mean over mask seeds and its sd in ``<metric>_sd``; the verdict's
-    lines (winner, ties, margins against the bars) are in ``table.attrs['verdict']`` and the log."""
+    Parameters
+    ----------
+    adata
+        Cells x genes, raw counts in ``X`` (or in ``layer``); in memory, not backed.
+    methods
+        Registered method names (a string for one).
+    label_key
+        An ``obs`` column of cell types: adds the clustering scores.
+    mask_seeds
+        How many splits (at least 1); the spread over them decides ties.
+    scheme
+        ``"mcv"`` (molecular cross-validation: ``fraction`` of each count's molecules held out),
+        ``"uniform"`` or ``"low-count"`` (hidden entries).
+    fraction
+        Share held out, in (0, 1).
+    layer
+        The layer that holds the raw counts; default ``X``.
+    n_top_genes
+        Keep the most variable genes first; None: all.
+    baselines
+        Add the bars every method is shown against: ``none``, ``gene_mean``, ``knn_average``.
+    params
+        Hyper-parameters by method name, each a dict: ``{"scgnn": {"max_epochs": 50}}``.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    seed
+        The first mask seed and every method's seed, 0 to 2**32 - 1.
+
+    Returns
+    -------
+    The summary table of ``evaluate/<sample>.summary.tsv``: one row per method, best first by the ranking
+    metric, each metric's mean over mask seeds and its sd in ``<metric>_sd``; the verdict's lines (winner,
+    ties, margins against the bars) in ``table.attrs['verdict']`` and the log.
+
+    Raises
+    ------
+    GraphImputeError
+        (a ``ValueError``) for unknown methods or parameters, parameters for a method not benchmarked,
+        a missing ``label_key``, counts that are not raw counts, or fewer than 10 cells or genes.
+    """
     from graphimpute import auto, evaluate, normalise, train
     from graphimpute import methods as registry
 

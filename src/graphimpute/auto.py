@@ -107,9 +107,13 @@ def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Ma
 
     ``skipped``: a dict that records each method that fails (an optional package, a memory refusal, a
     method that refuses the data) and leaves it out; without it, the first failure is raised."""
+    from tqdm.auto import tqdm
+
     from graphimpute import evaluate, runner
 
     outputs, truths = [], []
+    bar = tqdm(total=mask_seeds * len(names), desc=f"{sample}: methods x mask seeds", unit="run",
+               disable=not ctx.progress, leave=False)
     for mask_seed in range(ctx.seed, ctx.seed + mask_seeds):
         masked, truth = mask.mask(adata, scheme=scheme, fraction=fraction, seed=mask_seed)
         truths.append(truth)
@@ -117,6 +121,7 @@ def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Ma
             if skipped is not None and name in skipped:
                 continue
             log.info("%s: %s on mask seed %d", sample, name, mask_seed)
+            bar.set_postfix_str(f"{name}, seed {mask_seed}")
             try:
                 imputed, provenance = runner.impute_adata(masked, methods.get(name), params[name], ctx)
             except (GraphImputeError, RuntimeError, MemoryError) as err:
@@ -124,12 +129,15 @@ def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Ma
                     raise
                 skipped[name] = f"{type(err).__name__}: {err}"
                 log.warning("%s: %s skipped: %s", sample, name, skipped[name])
+                bar.update()
                 continue
             out = AnnData(X=masked.X, obs=masked.obs[[label_key] if label_key else []], var=masked.var[[]],
                           uns={_keys.UNS: {"mask": dict(masked.uns[_keys.UNS]["mask"]),
                                            "impute": runner.h5ad_safe(provenance)}})
             out.layers[_keys.IMPUTED] = imputed
             outputs.append(out)
+            bar.update()
+    bar.close()
     outputs = [o for o in outputs if o.uns[_keys.UNS]["impute"]["method"] not in (skipped or {})]
     if not outputs:
         raise GraphImputeError(f"{sample}: every method failed ({'; '.join(f'{k}: {v}' for k, v in (skipped or {}).items())})")

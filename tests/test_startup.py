@@ -93,7 +93,7 @@ def test_every_library_the_package_imports_is_declared():
 
     declared = {re.split(r"[<>=!~ ;\[]", d)[0].lower() for d in
                 tomllib.loads((SRC.parent / "pyproject.toml").read_text())["project"]["dependencies"]}
-    distribution = {"sklearn": "scikit-learn", "torch_geometric": "torch-geometric", "umap": "umap-learn"}
+    distribution = {"sklearn": "scikit-learn", "torch_geometric": "torch-geometric", "umap": "umap-learn", "yaml": "pyyaml"}
     imported = set()
     for path in (SRC / "graphimpute").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

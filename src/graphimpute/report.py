@@ -443,48 +443,27 @@ def _umap_png(emb: pd.DataFrame, path: Path, sample: str) -> Path:
 
 
 def _write_yaml(path: Path, obj: Any) -> Path:
-    path.write_text(_yaml(obj) + "\n")
+    """PyYAML (MultiQC's own dependency) writes it; numpy scalars become plain numbers first, integer keys
+    (a loss plot's epochs) stay integers."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(_plain(obj), sort_keys=False, allow_unicode=True, width=10_000))
     return path
 
 
-def _yaml(obj: Any, indent: int = 0) -> str:
-    """A small YAML writer (PyYAML is not a dependency): block mappings and sequences, JSON-quoted
-    strings and keys, floats always with a decimal point (PyYAML reads '1e-05' as a string)."""
-    pad = "  " * indent
+def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
-        if not obj:
-            return "{}"
-        out = []
-        for key, value in obj.items():
-            key = str(int(key)) if isinstance(key, (int, np.integer)) else json.dumps(str(key))
-            if isinstance(value, (dict, list)) and value:
-                out.append(f"{pad}{key}:\n{_yaml(value, indent + 1)}")
-            else:
-                out.append(f"{pad}{key}: {_yaml(value, 0)}")
-        return "\n".join(out)
-    if isinstance(obj, list):
-        if not obj:
-            return "[]"
-        out = []
-        for value in obj:
-            if isinstance(value, (dict, list)) and value:
-                inner = _yaml(value, indent + 1).lstrip()
-                out.append(f"{pad}- {inner}")
-            else:
-                out.append(f"{pad}- {_yaml(value, 0)}")
-        return "\n".join(out)
-    if isinstance(obj, bool) or obj is None:
-        return {True: "true", False: "false", None: "null"}[obj]
-    if isinstance(obj, (int, np.integer)):
-        return str(int(obj))
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        if math.isnan(v):
-            return ".nan"
-        if math.isinf(v):
-            return ".inf" if v > 0 else "-.inf"
-        return f"{v:.8e}"
-    return json.dumps(str(obj), ensure_ascii=False)
+        return {(int(k) if isinstance(k, np.integer) else k if isinstance(k, int) else str(k)): _plain(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
 
 
 def _finite(v) -> bool:

@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.txt requirements-baselines.txt scripts/ins
 	touch $(STAMP)
 
 # The Nextflow engine (pinned in scripts/nextflow/pom.xml), resolved through Maven into .nextflow-dist/
-# (~40 MB, git-ignored), started by .venv/bin/nextflow; needs Java 17 and mvn. The oldest version the
+# (~70 MB with both versions, git-ignored; bench/results/install_cost.md), started by .venv/bin/nextflow; needs Java 17 and mvn. The oldest version the
 # manifest admits is installed beside it (its launcher in .nextflow-dist/<version>/) for the engine tests.
 OLDEST_NEXTFLOW := $(shell sed -n "s/.*nextflowVersion *= *'!>=\([0-9.]*\)'.*/\1/p" nextflow.config)
 

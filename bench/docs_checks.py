@@ -86,14 +86,17 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "pbmc3k_seurat.h5ad")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "docs_checks.md")
     args = parser.parse_args(argv)
+    missing = [m for m in ("magic", "alra", "dca") if methods.get(m).missing()]
+    if not args.data.exists() or missing:  # a partial page would replace the committed figures with gaps
+        raise SystemExit(f"needs {args.data} and the baselines' packages (missing: {', '.join(missing) or 'none'})")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         rmse = bars_rmse(work)
         shares = hidden_share(work)
-        ratios = library_ratios(args.data, work) if args.data.exists() else {}
+        ratios = library_ratios(args.data, work)
         kept = qc_kept(args.data.parent, work)
     lines = ["# Small measurements the docs quote (`bench/docs_checks.py`)", "",
-             f"{time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}.", "",
+             f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}.", "",
              "## rmse of the bars, bundled pbmc3k subset, uniform mask, 3 mask seeds (lower is better)", "",
              "| method | rmse | sd |", "|---|---|---|",
              *(f"| {m} | {r['rmse']:.3f} | {r['rmse_sd']:.3f} |" for m, r in rmse.iterrows()), "",

@@ -11,12 +11,13 @@ results=$repo/bench/results
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 export NXF_ANSI_LOG=false NXF_HOME=${NXF_HOME:-$work/.nxf_home}
 nf=$repo/.venv/bin/nextflow
-seconds() { local t0=$SECONDS; "$@" > "$work/$1.log" 2>&1 || { tail -20 "$work/$1.log"; exit 1; }; echo $((SECONDS - t0)); }
+# seconds LABEL COMMAND...: COMMAND's wall seconds; its output in WORK/LABEL.log (the tail on stderr if it fails)
+seconds() { local label=$1 t0=$SECONDS; shift; "$@" > "$work/$label.log" 2>&1 || { tail -20 "$work/$label.log" >&2; exit 1; }; echo $((SECONDS - t0)); }
 run() { "$nf" run "$repo" -profile test,local --outdir out "$@"; }
-full=$(seconds run)
+full=$(seconds full run)
 cp out/pipeline_info/execution_trace_*.txt "$results/nextflow_test_profile.trace.tsv"
-resume=$(seconds run -resume)
-stub=$(seconds run -stub-run --outdir out_stub)
+resume=$(seconds resume run -resume)
+stub=$(seconds stub "$nf" run "$repo" -profile test,local -stub-run --outdir out_stub)
 python3 - "$results/nextflow_test_profile.trace.tsv" "$full" "$resume" "$stub" "$("$nf" -version 2>/dev/null | grep -o 'version [0-9.]*' | head -1)" > "$results/nextflow_test_profile.md" <<'PY'
 import csv, os, re, statistics, sys, time
 trace, full, resume, stub, version = sys.argv[1:]
@@ -30,7 +31,7 @@ by = {}
 for r in rows:
     by.setdefault(r["name"].split(" ")[0].split(":")[-1], []).append(secs(r["realtime"]))
 print("# The test profile on the real engine (`bash bench/nextflow_test_profile.sh`)\n")
-print(f"{time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end, "
+print(f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end, "
       f"Nextflow {version.split()[-1]}, `-profile test,local`.\n")
 print(f"- full run: {len(rows)} tasks in {full} s (the launcher's wall time, start-up included)")
 print(f"- `-resume` of the finished run, every task cached: {resume} s")

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     lines = [
         "# Start-up: the registry entry and the code of a trained method in two files",
         "",
-        f"`PYTHONPATH=src python bench/startup.py --runs {args.runs}` on {time.strftime('%Y-%m-%d %H:%M')} UTC, "
+        f"`PYTHONPATH=src python bench/startup.py --runs {args.runs}` on {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
         f"{platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}, load average "
         f"{load[0]:.2f} before and {load[1]:.2f} after. Median of {args.runs} runs of each, alternated, after one "
         "uncounted round. `merged` imports the seven `methods/_impl` modules on top of `registry`: what listing "

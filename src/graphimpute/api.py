@@ -225,6 +225,7 @@ def _check_call(function: str, adata, seed) -> None:
     """What the CLI's parser and QC would refuse, refused here before any work."""
     from anndata import AnnData
 
+    from graphimpute.methods._base import MAX_SEED
     from graphimpute.qc import MIN_CELLS_LEFT, MIN_GENES_LEFT
 
     if not isinstance(adata, AnnData):
@@ -233,7 +234,7 @@ def _check_call(function: str, adata, seed) -> None:
     if adata.isbacked:
         raise GraphImputeError(f"{function}: adata is backed (read with backed='r'); load it into memory first "
                                "(adata = adata.to_memory())")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2**32 - 1:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise GraphImputeError(f"{function}: seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     if adata.n_obs < MIN_CELLS_LEFT or adata.n_vars < MIN_GENES_LEFT:
         raise GraphImputeError(f"{function}: adata has {adata.n_obs} cells x {adata.n_vars} genes; need at least "

@@ -24,6 +24,7 @@ import click
 
 from graphimpute._version import __version__
 from graphimpute.errors import GraphImputeError, NotEnoughMemoryError
+from graphimpute.methods._base import MAX_SEED
 
 log = logging.getLogger("graphimpute")
 
@@ -31,7 +32,6 @@ EXIT_USER_ERROR = 2
 # The run would need more memory than it may use (--memory-gb, else the machine's free memory): the
 # Nextflow pipeline retries such a task with more memory (conf/base.config), unlike EXIT_USER_ERROR.
 EXIT_NEEDS_MEMORY = 75
-MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 # ---- shared options ----------------------------------------------------------------------------------
@@ -70,7 +70,7 @@ def common(log_default: str):
         def wrapper(*args, threads, verbose, quiet, log_file, **kwargs):
             from graphimpute.threads import limit_threads
 
-            target = log_file or _default_log(log_default, kwargs)
+            target = log_file or _default_log(kwargs)
             clash = _log_clash(target, kwargs)
             if clash:  # before the log is opened: the handler would append to that file at once
                 click.echo(f"Error: --log-file {target}: {clash}; give the log a path of its own", err=True)
@@ -238,7 +238,7 @@ def _log_clash(log_file: Path, kwargs) -> str | None:
     return None
 
 
-def _default_log(template: str, kwargs) -> Path:
+def _default_log(kwargs) -> Path:
     if "outdir" in kwargs and kwargs["outdir"] is not None:
         return Path(kwargs["outdir"]) / "pipeline_info" / "graphimpute.log"
     if kwargs.get("output_dir") is not None:  # evaluate, report: inside their output folder

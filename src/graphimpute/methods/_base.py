@@ -60,6 +60,9 @@ class GraphSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+MAX_SEED = 2**32 - 1  # every seed (the run's, the mask's): numpy's and scikit-learn's are 32-bit
+
+
 @dataclass
 class RunContext:
     """Settings of one run that are not hyper-parameters of the method."""

@@ -33,8 +33,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from graphimpute import _keys, verdict
-from graphimpute.errors import GraphImputeError, InputError
 from graphimpute._version import __version__
+from graphimpute.errors import GraphImputeError, InputError
 from graphimpute.mask import HELD_ZEROS, LIBRARY_MASKED, LIBRARY_UNMASKED
 from graphimpute.metrics import METRICS, PARTITION
 

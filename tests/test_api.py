@@ -127,6 +127,7 @@ def test_a_users_pca_is_kept(small):
     (lambda a: gi.impute(a, "none", seed="abc"), r"seed must be an integer from 0 to 2\*\*32 - 1, got 'abc'"),
     (lambda a: gi.impute(a, "none", seed=-1), "seed must be an integer"),
     (lambda a: gi.benchmark(a, ["none"], seed=2**32), "seed must be an integer"),
+    (lambda a: gi.benchmark(a, ["none"], seed=2**32 - 2, mask_seeds=3), "up to seed 4294967296"),
     (lambda a: gi.impute(a.X.toarray(), "none"), "numpy.ndarray, not an AnnData"),
     (lambda a: gi.impute(a[:3].copy(), "none"), "3 cells x .* need at least 10"),
     (lambda a: gi.benchmark(a, ["scgnn"], params={"scgnn": 5}), r"params\['scgnn'\] is int 5"),

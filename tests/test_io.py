@@ -95,6 +95,34 @@ def test_reads_10x_directory(tmp_path, small, v3):
     np.testing.assert_array_equal(got.X.toarray(), small.X.toarray())
 
 
+@pytest.mark.parametrize("layout", ["v3", "v2", "v3, features.tsv not gzipped"])
+def test_10x_layouts_scanpy_reads_go_through_scanpy_and_the_rest_read_the_same(tmp_path, small, layout, monkeypatch):
+    import scanpy as sc
+
+    folder = write_10x_dir(tmp_path / "tenx", small, v3=layout != "v2")
+    if layout.endswith("not gzipped"):  # a mix scanpy refuses
+        with gzip.open(folder / "features.tsv.gz", "rb") as f:
+            (folder / "features.tsv").write_bytes(f.read())
+        (folder / "features.tsv.gz").unlink()
+    calls = []
+    monkeypatch.setattr(sc, "read_10x_mtx", lambda *a, _read=sc.read_10x_mtx, **k: calls.append(a) or _read(*a, **k))
+    got = io.read(folder)
+    assert len(calls) == (0 if layout.endswith("not gzipped") else 1)
+    assert list(got.var_names) == list(small.var_names) and list(got.obs_names) == list(small.obs_names)
+    assert list(got.var["gene_ids"]) == [f"ENSG{i:05d}" for i in range(small.n_vars)]
+    np.testing.assert_array_equal(got.X.toarray(), small.X.toarray())
+
+
+@pytest.mark.parametrize("v3", [True, False])
+def test_a_10x_directory_whose_names_disagree_with_its_matrix_is_one_input_error(tmp_path, small, v3):
+    folder = write_10x_dir(tmp_path / "tenx", small, v3=v3)
+    barcodes = folder / ("barcodes.tsv.gz" if v3 else "barcodes.tsv")
+    with (gzip.open if v3 else open)(barcodes, "wt") as f:
+        f.write("\n".join(small.obs_names[:-5]) + "\n")
+    with pytest.raises(InputError, match="30 x 40 .genes x cells. but there are 30 features and 35 barcodes"):
+        io.read(folder)
+
+
 def test_reads_10x_h5(tmp_path, small):
     got = io.read(write_10x_h5(tmp_path / "filtered_feature_bc_matrix.h5", small))
     assert got.shape == small.shape

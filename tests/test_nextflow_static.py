@@ -589,6 +589,42 @@ def test_environment_check_catches_planted_mistakes(copy):
     assert "containers/Dockerfile.cuda: requirements-baselines.txt must be installed with --no-deps" in problems
 
 
+# conda-forge's names for packages that PyPI names otherwise
+CONDA_NAMES = {"pytorch-cpu": "torch", "pytorch-geometric": "torch-geometric", "python-igraph": "igraph",
+               "matplotlib-base": "matplotlib"}
+
+
+def _pip_pins(*names: str) -> dict[str, str]:
+    pins = {}
+    for name in names:
+        for line in (ROOT / name).read_text().splitlines():
+            found = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line.split("#")[0].strip())
+            if found:
+                pins[found.group(1).lower().replace("_", "-")] = found.group(2)
+    return pins
+
+
+def test_the_conda_environment_pins_every_package_at_the_pip_pins():
+    """-profile conda and the CPU image get the versions CI tests: each package pinned, and a package
+    pinned for pip too at the same version."""
+    yaml = pytest.importorskip("yaml")
+    pins = _pip_pins("requirements.txt", "requirements-baselines.txt")
+    dependencies = yaml.safe_load((ROOT / "containers/environment.yml").read_text())["dependencies"]
+    problems = []
+    for item in dependencies:
+        if isinstance(item, dict):  # the pip: list
+            problems += [f"pip: {spec} is not pinned with ==" for spec in item["pip"] if "==" not in spec]
+            continue
+        name, _, version = str(item).partition("=")
+        if not version:
+            problems.append(f"{name} is not pinned")
+            continue
+        pip_name = CONDA_NAMES.get(name.replace("_", "-"), name.replace("_", "-"))
+        if pip_name in pins and pins[pip_name] != version:
+            problems.append(f"{name}={version}, but pip pins {pip_name}=={pins[pip_name]}")
+    assert not problems, problems
+
+
 def test_environment_check_follows_the_registry(copy):
     """A new method needing a package none of the environments installs is reported for all three."""
     from graphimpute import methods
@@ -600,10 +636,10 @@ def test_environment_check_follows_the_registry(copy):
         shutil.copy2(ROOT / name, copy / name)
     registry = dict(methods.available())
     registry["newcomer"] = Method(name="newcomer", impute=lambda *a: None, summary="", citation="",
-                                  requires=("psutil",))
+                                  requires=("pyarrow",))
     problems = checks.check_environments(copy, registry)
     assert [p for p in problems if "newcomer" in p] == [
-        f"{where}: does not install psutil (psutil), which method newcomer needs"
+        f"{where}: does not install pyarrow (pyarrow), which method newcomer needs"
         for where in ("containers/environment.yml", "containers/Dockerfile", "containers/Dockerfile.cuda")]
 
 

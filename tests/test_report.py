@@ -58,7 +58,7 @@ def test_custom_content_files(evaluated, tmp_path):
                      "graphimpute_mcv_mqc.tsv", "graphimpute_clustering_mqc.tsv",
                      "graphimpute_resources_mqc.tsv", "graphimpute_loss_scgnn_mqc.yaml",
                      "graphimpute_loss_cnnimpute_mqc.yaml", "graphimpute_umap_s1_mqc.png", "graphimpute_umap_s2_mqc.png",
-                     "graphimpute_mqc_versions.yml", "multiqc_config.yaml"}
+                     "graphimpute_mqc_versions.yml", "multiqc_config.yaml", "graphimpute_report.css"}
     _, ranking = _read_mqc_tsv(out / "graphimpute_ranking_mqc.tsv")
     s1 = ranking.loc[[r for r in ranking.index if r.startswith("s1")]]
     assert list(s1.index) == ["s1 · scgnn", "s1 · cnnimpute", "s1 · gene_mean", "s1 · none"]  # best first
@@ -69,6 +69,9 @@ def test_custom_content_files(evaluated, tmp_path):
     assert table.loc["s2 · scgnn", "mcv_poisson"] == pytest.approx(0.2025)  # the mean over seeds
     assert table.loc["s2 · scgnn", "mcv_poisson_sd"] == pytest.approx(np.std([0.2, 0.205], ddof=1), rel=1e-5)
     _, resources = _read_mqc_tsv(out / "graphimpute_resources_mqc.tsv")
+    _, clustering = _read_mqc_tsv(out / "graphimpute_clustering_mqc.tsv")
+    for rows in (table.index, resources.index, clustering.index):  # every table in the ranking's order
+        assert list(rows) == list(ranking.index), list(rows)
     assert resources.loc["s1 · scgnn", "wall_time_s"] == 12.0 and resources.loc["s1 · scgnn", "device"] == "cpu"
     for png in ("graphimpute_umap_s1_mqc.png", "graphimpute_bars_s1_mqc.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -98,11 +101,12 @@ def test_yaml_files_parse_with_numbers_as_numbers(evaluated, tmp_path):
     loss = yaml.safe_load((out / "graphimpute_loss_scgnn_mqc.yaml").read_text())
     assert loss["plot_type"] == "linegraph"
     assert [d["name"] for d in loss["pconfig"]["data_labels"]] == ["loss", "mse"]
-    curve = loss["data"][0]["s1 train"]
+    curve = loss["data"][0]["s1 · train"]
     assert curve[3] == pytest.approx(1e-5 / 3) and isinstance(curve[3], float)  # not the string '3.3e-06'
-    assert loss["data"][0]["s2 val"][2] == pytest.approx(1.0)
+    assert loss["data"][0]["s2 · validation"][2] == pytest.approx(1.0)
     cnn = yaml.safe_load((out / "graphimpute_loss_cnnimpute_mqc.yaml").read_text())
-    assert set(cnn["data"][0]) == {f"{s} cluster {c} block 0 val" for s in ("s1", "s2") for c in (0, 1)}  # one per model
+    assert set(cnn["data"][0]) == {f"{s} · cluster {c} block 0 · validation" for s in ("s1", "s2")
+                                   for c in (0, 1)}  # one per model
     config = yaml.safe_load((out / "multiqc_config.yaml").read_text())
     assert config["no_version_check"] is True
 
@@ -122,3 +126,4 @@ def test_multiqc_renders_one_html_report(evaluated, tmp_path):
     for section in ("graphimpute_ranking", "graphimpute_mcv", "graphimpute_bars_s1", "graphimpute_resources",
                     "graphimpute_loss_scgnn", "graphimpute_umap_s1", "software_versions"):
         assert f'id="{section}' in text or f'id="multiqc_{section}' in text, section
+    assert "#mqc_welcome { display: none !important; }" in text  # MultiQC's welcome box, hidden

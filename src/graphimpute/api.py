@@ -179,7 +179,7 @@ def benchmark(adata: AnnData, methods: Iterable[str] = (), *, label_key: str | N
         (a ``ValueError``) for unknown methods or parameters, parameters for a method not benchmarked,
         a missing ``label_key``, counts that are not raw counts, or fewer than 10 cells or genes.
     """
-    from graphimpute import auto, evaluate, normalise, train
+    from graphimpute import auto, evaluate, normalise, runner, train
     from graphimpute import methods as registry
 
     _check_call("benchmark", adata, seed)
@@ -190,8 +190,7 @@ def benchmark(adata: AnnData, methods: Iterable[str] = (), *, label_key: str | N
     names = list(dict.fromkeys([*([methods] if isinstance(methods, str) else methods), *(BARS if baselines else ())]))
     if not names:
         raise GraphImputeError("benchmark: no method given")
-    if mask_seeds < 1:
-        raise GraphImputeError(f"benchmark: mask_seeds must be at least 1, got {mask_seeds}")
+    runner.mask_seeds(seed, mask_seeds, option="mask_seeds")
     unknown = set(params or {}) - set(names)
     if unknown:
         raise GraphImputeError(f"benchmark: parameters given for {', '.join(sorted(unknown))}, not among the methods "

@@ -114,7 +114,7 @@ def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Ma
     outputs, truths = [], []
     bar = tqdm(total=mask_seeds * len(names), desc=f"{sample}: methods x mask seeds", unit="run",
                disable=not ctx.progress, leave=False)
-    for mask_seed in range(ctx.seed, ctx.seed + mask_seeds):
+    for mask_seed in runner.mask_seeds(ctx.seed, mask_seeds):
         masked, truth = mask.mask(adata, scheme=scheme, fraction=fraction, seed=mask_seed)
         truths.append(truth)
         for name in names:

@@ -386,11 +386,26 @@ def _read_10x_dir(path: Path) -> AnnData:
                               ("barcodes.tsv[.gz]", barcodes)) if f is None]
     if missing:
         raise InputError(path, f"10x directory without {', '.join(missing)}")
-    return _read_mtx(matrix, genes, barcodes)
+    gzipped = {f.suffix == ".gz" for f in (matrix, genes, barcodes)}
+    adata = None
+    if gzipped == {genes.name.startswith("features")}:  # the layouts scanpy reads: Cell Ranger v3 all gzipped, v2 none
+        import scanpy as sc
+
+        try:
+            with warnings.catch_warnings():  # duplicated names: validate() warns once, in its words
+                warnings.simplefilter("ignore", UserWarning)
+                adata = sc.read_10x_mtx(path, var_names="gene_symbols", make_unique=False, gex_only=False)
+            adata.X = sp.csr_matrix(adata.X)
+        except (ValueError, IndexError, KeyError, pd.errors.ParserError):
+            adata = None  # names and matrix disagree: the reader below says how
+    if adata is None:
+        adata = _read_mtx(matrix, genes, barcodes)
+    return _gene_expression_only(adata, path)
 
 
 def _read_mtx(matrix: Path, genes: Path, barcodes: Path) -> AnnData:
-    """CellRanger v2 (genes.tsv) or v3 (features.tsv.gz) layout, any mix of gzip (scanpy insists on one)."""
+    """Cell Ranger v2 (genes.tsv) or v3 (features.tsv) files with any mix of gzip, which scanpy's
+    reader refuses (it takes v3 all gzipped, v2 none)."""
     from scipy.io import mmread
 
     x = sp.csr_matrix(mmread(str(matrix)).T)
@@ -403,19 +418,26 @@ def _read_mtx(matrix: Path, genes: Path, barcodes: Path) -> AnnData:
     var = pd.DataFrame({"gene_ids": feats[0].astype(str).values}, index=names.astype(str).values)
     if feats.shape[1] > 2:
         var["feature_types"] = feats[2].astype(str).values
-        # Cell Ranger v3 lists antibody, CRISPR and custom features beside the genes; like scanpy's
-        # reader (gex_only=True) and the .h5 reader here, keep gene expression only, so that the
-        # same matrix gives the same genes and library sizes whichever format it comes in.
-        gex = (var["feature_types"] == "Gene Expression").to_numpy()
-        if not gex.any():
-            raise InputError(matrix.parent, f"no 'Gene Expression' features among {len(var)} (types: "
-                                            f"{', '.join(sorted(var['feature_types'].unique()))})")
-        if not gex.all():
-            dropped = var.loc[~gex, "feature_types"].value_counts()
-            log.info("%s: %d features that are not gene expression left out (%s)", matrix.parent,
-                     int((~gex).sum()), ", ".join(f"{k}: {v}" for k, v in dropped.items()))
-            x, var = x[:, gex], var.loc[gex]
     return AnnData(X=x, obs=pd.DataFrame(index=cells.values), var=var)
+
+
+def _gene_expression_only(adata: AnnData, path: Path) -> AnnData:
+    """Cell Ranger v3 lists antibody, CRISPR and custom features beside the genes; like scanpy's
+    ``gex_only`` and the .h5 reader here, keep gene expression only (so the same matrix gives the same
+    genes and library sizes whichever format it comes in), and say what was left out."""
+    if "feature_types" not in adata.var:
+        return adata
+    types = adata.var["feature_types"].astype(str)
+    gex = (types == "Gene Expression").to_numpy()
+    if not gex.any():
+        raise InputError(path, f"no 'Gene Expression' features among {adata.n_vars} (types: "
+                               f"{', '.join(sorted(types.unique()))})")
+    if gex.all():
+        return adata
+    dropped = types[~gex].value_counts()
+    log.info("%s: %d features that are not gene expression left out (%s)", path, int((~gex).sum()),
+             ", ".join(f"{k}: {v}" for k, v in dropped.items()))
+    return adata[:, gex].copy()
 
 
 def _read_10x_h5(path: Path) -> AnnData:

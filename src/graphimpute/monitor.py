@@ -6,13 +6,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import os
-import resource
 import threading
 import time
 from contextlib import contextmanager
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+import psutil
 
 # The memory this process may use, in GB, when a scheduler gave it a fixed amount (a Nextflow task's
 # ``memory``, passed as ``--memory-gb``); None: the machine's free memory is what counts.
@@ -37,12 +35,8 @@ def memory_budget(gb: float | None):
 
 
 def rss_mb() -> float:
-    """Resident memory of this process now, in MB (peak RSS where /proc is missing)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * _PAGE / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Resident memory of this process now, in MB."""
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def release_free_memory() -> None:
@@ -131,11 +125,4 @@ def available_mb(device=None) -> float:
 
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return free / 2**20
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * _PAGE / 2**20
+    return psutil.virtual_memory().available / 2**20  # Linux: the kernel's MemAvailable

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import anndata
 
-from graphimpute import _keys, graphs, io, methods, normalise, qc
+from graphimpute import _keys, graphs, io, methods, normalise, qc, runner
 from graphimpute.errors import GraphImputeError, InputError, OutputError
 from graphimpute.methods import RunContext
 from graphimpute.runner import build_graph, h5ad_safe, impute_adata, store_layer
@@ -312,11 +312,9 @@ def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path
 
     from graphimpute.evaluate import Settings
 
-    if o.mask_seeds < 1:
-        raise GraphImputeError(f"--mask-seeds must be at least 1, got {o.mask_seeds}")
     del p["graph"]
     truths, imputed = [], []
-    for mask_seed in range(seed, seed + o.mask_seeds):
+    for mask_seed in runner.mask_seeds(seed, o.mask_seeds):
         tag = f"{sample}.seed{mask_seed}"  # one masked copy of the sample per mask seed
         masked, truth, graph = (outdir / "mask" / f"{tag}.h5ad", outdir / "mask" / f"{tag}.truth.h5ad",
                                 outdir / "graph" / f"{tag}.h5ad")
@@ -352,6 +350,12 @@ def preflight(input_path, outdir: Path, o: RunOptions) -> None:
         if name == AUTO:
             continue
         _require_packages(methods.get(name))
+    if o.benchmark:
+        runner.mask_seeds(o.ctx.seed, o.mask_seeds)
+    if AUTO in o.methods:
+        from graphimpute.auto import MASK_SEEDS
+
+        runner.mask_seeds(o.ctx.seed, o.auto.get("mask_seeds") or MASK_SEEDS, option="--auto-seeds")
     io.check_writable(outdir)
     for sub in ("qc", "normalise", "mask", "graph", "impute", "evaluate", "multiqc", "pipeline_info"):
         if (outdir / sub).exists():

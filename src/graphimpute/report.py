@@ -13,7 +13,8 @@ up anything named ``*_mqc.*``):
   one button per loss term;
 - ``graphimpute_umap_<sample>_mqc.png``: UMAP of the unimputed counts and of each method's output;
 - ``graphimpute_mqc_versions.yml``: software versions (MultiQC's own versions table);
-- ``multiqc_config.yaml``: title, section order, no version check.
+- ``multiqc_config.yaml``: title, section order, no version check;
+- ``graphimpute_report.css``: hides MultiQC's welcome box.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from graphimpute._version import __version__
+from graphimpute.io import write_text
 from graphimpute.errors import GraphImputeError
 from graphimpute.metrics import METRICS
 
@@ -106,6 +108,7 @@ def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str
     order = _section_order(samples, embedded, trained)
 
     rankings = data.get("rankings", pd.DataFrame())
+    ranked = _rank_order(rankings, samples)
     if not rankings.empty:
         written.append(_ranking_table(rankings, outdir, order))
         for sample in samples:
@@ -125,6 +128,7 @@ def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str
                               sort=False).reindex(index=mean.index, columns=names)
         wide = pd.concat({**{m: mean[m] for m in names}, **{f"{m}_sd": sd[m] for m in names}}, axis=1)
         wide = wide[[c for m in names for c in (m, f"{m}_sd")]]
+        wide = wide.loc[sorted(wide.index, key=ranked)]
         headers = {}
         for m in names:
             headers[m] = _header(m)
@@ -140,6 +144,7 @@ def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str
         runs = runs.assign(row=runs["sample"].astype(str) + " · " + runs["method"].astype(str)).set_index("row")
         if "nondefault_params" in runs:
             runs = runs.assign(nondefault_params=runs["nondefault_params"].map(_changed_text))
+        runs = runs.loc[sorted(runs.index, key=ranked)]
         cols = [c for c in RESOURCE_COLUMNS if c in runs.columns]
         headers = {c: _header(c) if c in METRICS else {"title": c, "description": _RUN_COLUMNS.get(c, c)}
                    for c in cols}
@@ -174,14 +179,21 @@ def write_custom_content(data: dict[str, Any], outdir: str | Path, *, title: str
         "lines mark the three bars every method must clear: none (the observed counts), knn_average (the "
         "neighbour average) and gene_mean (the cell-agnostic profile).") for s in samples
         if (outdir / f"graphimpute_bars_{_safe(s)}_mqc.png").exists()})
+    written.append(write_text(REPORT_CSS, outdir / CSS_NAME))
     config = {"title": title, "subtitle": "imputation benchmark: metrics from graphimpute evaluate",
               "intro_text": _intro(data), "no_version_check": True, "show_analysis_paths": False,
+              "custom_css_files": [CSS_NAME],  # found next to this config
               "report_section_order": order,
               "custom_data": {key: {"section_name": name, "description": text} for key, (name, text) in images.items()},
               "sp": {key: {"fn": f"{key}_mqc.png"} for key in images}}
     written.append(_write_yaml(outdir / "multiqc_config.yaml", config))
     return written
 
+
+# MultiQC shows every report a "Welcome! Not sure where to start? Watch a tutorial video" box (no setting
+# turns it off; its script shows it unless the browser saved "don't show again"): a stylesheet hides it.
+CSS_NAME = "graphimpute_report.css"
+REPORT_CSS = "#mqc_welcome { display: none !important; }\n"
 
 _RUN_COLUMNS = {"device": "device the method ran on",
                 "nondefault_params": "parameters changed from the method's (paper) defaults"}
@@ -238,6 +250,23 @@ def _demo_runs(runs: pd.DataFrame) -> list[str]:
         if epochs:
             found.append(f"{method} ({sample}) ran with " + ", ".join(f"{k}={v}" for k, v in epochs.items()))
     return found
+
+
+def _rank_order(rankings: pd.DataFrame, samples: list[str]):
+    """Sort key of a ``sample · method`` row: samples in their order, then methods by the ranking's rank
+    (best first); rows the ranking lacks keep their place after the ranked ones."""
+    rank = {}
+    if not rankings.empty and {"sample", "method", "rank"} <= set(rankings.columns):
+        rank = {f"{s} · {m}": float(r) for s, m, r in zip(rankings["sample"].astype(str),
+                                                          rankings["method"].astype(str), rankings["rank"])}
+    position = {s: i for i, s in enumerate(samples)}
+    seen: dict[str, int] = {}
+
+    def key(row: str) -> tuple:
+        sample = row.split(" · ", 1)[0]
+        return position.get(sample, len(position)), rank.get(row, math.inf), seen.setdefault(row, len(seen))
+
+    return key
 
 
 def _ranking_table(rankings: pd.DataFrame, outdir: Path, order) -> Path:
@@ -303,6 +332,9 @@ def _bars_png(metrics: pd.DataFrame, sample: str, path: Path) -> Path:
 BAR_METRICS = ("mcv_poisson", "mcv_mse", "hidden_gene_r", "hidden_zero_auc", "kmeans_ari")
 
 
+SPLITS = {"train": "train", "val": "validation"}  # a loss term's prefix (evaluate.LOSS_PREFIXES) -> its line's label
+
+
 def _loss_yaml(method: str, hist: pd.DataFrame, outdir: Path, order) -> Path:
     """Loss curves of one method: one line per sample, model (cnnImpute trains one per cluster and
     block) and split; one button per loss term."""
@@ -311,12 +343,14 @@ def _loss_yaml(method: str, hist: pd.DataFrame, outdir: Path, order) -> Path:
     datasets = []
     for term in terms:
         part = hist[hist["base"] == term]
-        datasets.append({" ".join(str(k) for k in key if str(k)): {int(e): float(v) for e, v in zip(g["epoch"], g["value"])
-                                                                   if _finite(v)}
-                         for key, g in part.groupby(["sample", "model", "split"], sort=False)})
+        datasets.append({" · ".join(str(k) for k in (sample, model, SPLITS.get(split, split)) if str(k)):
+                         {int(e): float(v) for e, v in zip(g["epoch"], g["value"]) if _finite(v)}
+                         for (sample, model, split), g in part.groupby(["sample", "model", "split"], sort=False)})
     content = {"id": f"graphimpute_loss_{_safe(method)}", "section_name": f"Training: {method}",
-               "description": f"Loss terms of {method} per epoch (train and validation; one line per model where the "
-                              "method trains several), one button per term. First mask seed.",
+               "description": f"Loss terms of {method} per epoch: one line per sample and split, each labelled "
+                              "'train' (the epoch's training batches) or 'validation' (the held-back entries the "
+                              "early stopping watches), and per model where the method trains several; one button "
+                              "per term. First mask seed.",
                "plot_type": "linegraph",
                "pconfig": {"id": f"graphimpute_loss_{_safe(method)}_plot", "title": f"{method}: training history",
                            "xlab": "epoch", "ylab": "loss", "data_labels": [{"name": t, "ylab": t} for t in terms]},
@@ -396,8 +430,7 @@ def _write_table(path: Path, table: pd.DataFrame, *, id: str, section_name: str,
     body = table.copy()
     body.index.name = "sample · method"
     text = "\n".join(lines) + "\n" + body.to_csv(sep="\t", na_rep="NaN", float_format="%.6g")
-    path.write_text(text)
-    return path
+    return write_text(text, path)
 
 
 def _write_versions(versions: dict[str, dict[str, str]], path: Path) -> Path:
@@ -410,8 +443,7 @@ def _write_versions(versions: dict[str, dict[str, str]], path: Path) -> Path:
             if str(value) not in seen:
                 seen.append(str(value))
     lines = ["graphimpute:", *(f"  {json.dumps(k)}: {json.dumps(' / '.join(v))}" for k, v in sorted(found.items()))]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_text("\n".join(lines) + "\n", path)
 
 
 def _umap_png(emb: pd.DataFrame, path: Path, sample: str) -> Path:
@@ -447,8 +479,7 @@ def _write_yaml(path: Path, obj: Any) -> Path:
     (a loss plot's epochs) stay integers."""
     import yaml
 
-    path.write_text(yaml.safe_dump(_plain(obj), sort_keys=False, allow_unicode=True, width=10_000))
-    return path
+    return write_text(yaml.safe_dump(_plain(obj), sort_keys=False, allow_unicode=True, width=10_000), path)
 
 
 def _plain(obj: Any) -> Any:

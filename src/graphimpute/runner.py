@@ -16,12 +16,26 @@ from typing import Any, Mapping
 import numpy as np
 
 from graphimpute import _keys, graphs, methods
+from graphimpute.errors import GraphImputeError
 from graphimpute.methods import RunContext
+from graphimpute.methods._base import MAX_SEED
 from graphimpute.monitor import PeakMemory
 
 log = logging.getLogger(__name__)
 
 _VERSIONED = ("graphimpute", "torch", "torch-geometric", "scanpy", "anndata", "numpy", "scipy", "scikit-learn")
+
+
+def mask_seeds(first: int, count: int, *, option: str = "--mask-seeds") -> range:
+    """The mask seeds of a benchmark (``first``, ``first`` + 1, ...), refused before any work when the
+    last would pass the largest seed numpy takes (it failed at the mask step after QC, normalise and
+    graph had run)."""
+    if count < 1:
+        raise GraphImputeError(f"{option} must be at least 1, got {count}")
+    if first + count - 1 > MAX_SEED:
+        raise GraphImputeError(f"--seed {first} with {option} {count} draws masks up to seed {first + count - 1}, "
+                               f"above 2**32 - 1; give a --seed of at most {MAX_SEED - count + 1}")
+    return range(first, first + count)
 
 
 def impute_adata(adata, entry: methods.Method, params: Mapping[str, Any], ctx: RunContext):

@@ -30,6 +30,10 @@ process MULTIQC {
     # MultiQC's own version goes into the report's software versions beside every other step's
     cp versions.yml multiqc_mqc_versions.yml
 
+    # MultiQC's "Welcome! Watch a tutorial video" box has no setting: a stylesheet hides it (the same
+    # rule as graphimpute.report.REPORT_CSS, which benchmark mode's own config also names)
+    printf '#mqc_welcome { display: none !important; }\\n' > graphimpute_report.css
+
     configs=(--config ${multiqc_config})
     if compgen -G 'evaluate/*.summary.json' > /dev/null; then
         graphimpute_report \\
@@ -45,6 +49,7 @@ process MULTIQC {
     multiqc \\
         --force \\
         "\${configs[@]}" \\
+        --cl-config 'custom_css_files: [graphimpute_report.css]' \\
         --filename multiqc_report.html \\
         ${args} \\
         .

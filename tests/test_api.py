@@ -219,3 +219,15 @@ def test_numpydoc_documents_every_argument(function):
     documented = {line.strip().lstrip("*") for line in doc.split("Parameters\n----------")[1].split("Returns")[0]
                   .splitlines() if line and not line.startswith(" ")}
     assert documented == {name for name in inspect.signature(function).parameters}
+
+
+def test_help_of_impute_lists_every_method_with_its_parameters():
+    import inspect
+
+    from graphimpute import methods
+
+    notes = inspect.getdoc(gi.impute).split("Notes\n-----", 1)[1]
+    for name, entry in methods.available().items():
+        assert f"\n{name} (" in notes, name
+        for key, value in entry.defaults.items():
+            assert re.search(rf"\n  {key}\s+{re.escape(str(value))}", notes) or isinstance(value, (list, tuple)), (name, key)

@@ -218,6 +218,21 @@ def benchmark(adata: AnnData, methods: Iterable[str] = (), *, label_key: str | N
     return table
 
 
+def _methods_notes() -> str:
+    """The Notes section of ``impute``'s docstring: every registered method with its parameters, as
+    ``graphimpute methods NAME`` prints them, so that ``help(gi.impute)`` shows what ``**params`` takes."""
+    import textwrap
+
+    from graphimpute import methods
+
+    entries = [textwrap.indent(entry.describe(), "    ") for entry in methods.available().values()]
+    return ("\n    Notes\n    -----\n    The registered methods and their parameters (defaults are the papers'):\n\n"
+            + "\n\n".join(entries) + "\n")
+
+
+impute.__doc__ = (impute.__doc__ or "") + _methods_notes()
+
+
 # ---- helpers ----------------------------------------------------------------------------------------------
 
 def _check_call(function: str, adata, seed) -> None:

@@ -49,7 +49,7 @@ def test_docs_example_runs_as_written(monkeypatch, capsys):
     adata, table = namespace["adata"], namespace["table"]
     assert {"imputed_scgnn", "imputed_knn_average"} <= set(adata.layers)
     assert adata.obsm["X_umap"].shape == (adata.n_obs, 2)
-    assert set(table["method"]) == {"scgnn", "none", "gene_mean", "knn_average"}
+    assert set(table["method"]) == {"scgnn", "none", "gene_mean", "knn_average", "shrink_gene_mean", "shrink_knn"}
     assert "scgnn 10 0" in capsys.readouterr().out
 
 
@@ -156,8 +156,10 @@ def test_benchmark_returns_a_table_with_the_baselines(small):
     before = checksum(small)
     table = gi.benchmark(small, ["scgnn"], label_key="cell_type", mask_seeds=2, params={"scgnn": {"max_epochs": 2}})
     assert isinstance(table, pd.DataFrame)
-    assert set(table["method"]) == {"scgnn", "none", "gene_mean", "knn_average"}
+    assert set(table["method"]) == {"scgnn", "none", "gene_mean", "knn_average", "shrink_gene_mean", "shrink_knn"}
     assert {"mcv_poisson", "mcv_poisson_sd", "kmeans_ari", "wall_time_s", "n_seeds"} <= set(table.columns)
+    assert any(line.startswith("The bar, the best of the floors") for line in table.attrs["verdict"])
+    assert any(line.strip().startswith("scgnn: ") for line in table.attrs["verdict"])  # scgnn against the bar
     assert (table["n_seeds"] == 2).all() and table["mcv_poisson"].notna().all()
     assert table["mcv_poisson"].iloc[0] == table["mcv_poisson"].min()  # best first
     assert table.attrs["verdict"][0].startswith("Best by mcv_poisson")

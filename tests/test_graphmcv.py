@@ -100,7 +100,7 @@ def test_neighbour_features_are_the_mean_over_graph_neighbours():
 
 
 def test_batched_and_full_batch_predictions_agree(small):
-    counts = graphmcv.integer_counts(small)
+    counts = graphmcv.integer_counts(small, "graphmcv")
     graph = graphmcv.build_graph(counts, n_neighbors=5, n_pcs=10, seed=0)
     own = graphmcv.log_cp10k(counts)
     neighbour = graphmcv.propagate(graphmcv.mean_operator(graph), own, 1)
@@ -138,11 +138,11 @@ def test_calibration_picks_the_weight_that_predicts_the_held_back_molecules():
     observed = sp.csr_matrix(rng.poisson(truth * 2000).astype(np.float32))
     val = sp.csr_matrix(rng.poisson(truth * 200).astype(np.float32))
     flat = np.full(truth.shape, 1 / 30, np.float32)
-    weight, losses = graphmcv.calibrate_own_weight(flat, graphmcv.profiles(observed), val)
+    weight, losses = graphmcv.choose_own_weight(flat, graphmcv.profiles(observed), val)
     assert weight >= 0.8  # the observed profile is far better than a flat one here
-    weight, _ = graphmcv.calibrate_own_weight(truth.astype(np.float32), graphmcv.profiles(observed), val)
+    weight, _ = graphmcv.choose_own_weight(truth.astype(np.float32), graphmcv.profiles(observed), val)
     assert weight <= 0.2  # and adds little to the truth
-    assert len(losses) == graphmcv.CALIBRATION_GRID.size
+    assert len(losses) == graphmcv.OWN_WEIGHT_GRID.size
 
 
 @pytest.mark.parametrize("override, message", [
@@ -233,10 +233,10 @@ def test_sparse_calibration_equals_the_dense_loss():
     rho = rng.dirichlet(np.ones(25), 40).astype(np.float32)
     observed = sp.csr_matrix(rng.poisson(3.0, (40, 25)).astype(np.float32))
     val = sp.csr_matrix(rng.poisson(0.5, (40, 25)).astype(np.float32))
-    _, losses = graphmcv.calibrate_own_weight(rho, graphmcv.profiles(observed), val, chunk=16)
+    _, losses = graphmcv.choose_own_weight(rho, graphmcv.profiles(observed), val, chunk=16)
     o, y = graphmcv.profiles(observed).toarray().astype(np.float64), val.toarray().astype(np.float64)
     lib = y.sum(axis=1, keepdims=True)
-    for a, got in zip(graphmcv.CALIBRATION_GRID, losses):
+    for a, got in zip(graphmcv.OWN_WEIGHT_GRID, losses):
         mu = ((1 - a) * rho + a * o) * lib
         assert got == pytest.approx(float((mu - y * np.log(mu + 1e-8)).mean()), rel=1e-9)
 

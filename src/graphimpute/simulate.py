@@ -5,9 +5,10 @@ The model (the usual one for UMI counts; the cell-type structure of Splatter-sty
 their code): each cell type has a gene profile (shares that sum to 1), made from one gamma-distributed
 base profile with a block of differentially expressed genes per type scaled up or down by a
 log-normal fold change; each cell has a log-normal library size; the true mean of cell c and gene g is
-μ_cg = L_c · p_type(c),g; counts are negative binomial around it (gamma-Poisson, dispersion θ); then
-dropout zeroes each count with a probability that falls with log μ (logistic), as low counts drop out
-more often.
+μ_cg = L_c · p_type(c),g; counts are negative binomial around it (gamma-Poisson, dispersion θ: each
+entry's own rate λ_cg ~ Gamma(θ, μ_cg / θ), then Poisson(λ_cg); θ = inf: Poisson(μ)); then dropout
+zeroes each count with a probability π_cg that falls with log μ (logistic), as low counts drop out more
+often (``dropout_midpoint=-inf``: none).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from anndata import AnnData
 
 TRUE_MEAN = "true_mean"  # layers: μ, the expression before noise and dropout (counts scale)
 EXPECTED = "expected_counts"  # layers: (1 - π) μ, the mean of what is observed
+CELL_RATE = "cell_rate"  # layers: (1 - π) λ, the mean of what is observed given each entry's own rate
 
 
 def simulate(
@@ -36,7 +38,8 @@ def simulate(
     seed: int = 0,
 ) -> AnnData:
     """Simulated counts. Writes ``X`` (float32 CSR counts), ``obs['cell_type']``, ``obs['library']``
-    (L_c), ``layers['true_mean']`` (μ) and ``layers['expected_counts']`` ((1 - π) μ), and the
+    (L_c), ``layers['true_mean']`` (μ), ``layers['expected_counts']`` ((1 - π) μ) and
+    ``layers['cell_rate']`` ((1 - π) λ: what an oracle of each cell's own rates predicts), and the
     settings in ``uns['simulation']``. ``dropout_midpoint``: log μ at which half of the counts drop out
     (0: a mean of 1 molecule); ``dropout_slope``: how fast dropout falls with log μ."""
     if min(n_cells, n_genes, n_types) < 1 or n_types > n_cells:
@@ -52,8 +55,10 @@ def simulate(
     types = rng.integers(0, n_types, n_cells)
     library = library_mean * np.exp(rng.normal(-library_sd_log**2 / 2, library_sd_log, n_cells))
     mu = library[:, None] * profiles[types]
-    counts = rng.poisson(rng.gamma(theta, mu / theta))
-    dropout = 1.0 / (1.0 + np.exp(dropout_slope * (np.log(mu) - dropout_midpoint)))
+    rate = mu if np.isinf(theta) else rng.gamma(theta, mu / theta)
+    counts = rng.poisson(rate)
+    with np.errstate(over="ignore"):  # dropout_midpoint=-inf: exp(inf), no dropout
+        dropout = 1.0 / (1.0 + np.exp(dropout_slope * (np.log(mu) - dropout_midpoint)))
     counts[rng.random(counts.shape) < dropout] = 0
     obs = pd.DataFrame({"cell_type": pd.Categorical([f"type{t}" for t in types]), "library": library},
                        index=[f"cell{i}" for i in range(n_cells)])
@@ -61,6 +66,7 @@ def simulate(
                     var=pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)]))
     adata.layers[TRUE_MEAN] = mu.astype(np.float32)
     adata.layers[EXPECTED] = ((1.0 - dropout) * mu).astype(np.float32)
+    adata.layers[CELL_RATE] = ((1.0 - dropout) * rate).astype(np.float32)
     adata.uns["simulation"] = dict(n_types=n_types, library_mean=library_mean, library_sd_log=library_sd_log,
                                    de_share=de_share, de_fold_sd_log=de_fold_sd_log, theta=theta,
                                    dropout_midpoint=dropout_midpoint, dropout_slope=dropout_slope, seed=seed)

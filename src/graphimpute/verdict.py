@@ -1,5 +1,6 @@
 """What a benchmark concludes: methods ranked on one metric, differences within the seed-to-seed
-spread called ties, and the winner's margin over the three baselines every method must clear.
+spread called ties, the winner's margin over each floor, and every method against the bar (the best
+floor that ran).
 
 A difference between two methods is judged on their paired scores (the same mask seeds): method A is
 better than B when the mean over seeds of A - B favours A by more than the standard deviation of
@@ -19,8 +20,10 @@ from graphimpute.metrics import METRICS
 
 # the metric a verdict ranks by: the first of these that the benchmark measured
 PRIMARY = ("mcv_poisson", "hidden_gene_r", "kmeans_ari")
-# the bars: no imputation, the neighbour average, and the cell-agnostic profile
-BASELINES = ("none", "knn_average", "gene_mean")
+# the floors: no imputation, the neighbour average, the cell-agnostic profile, and the two shrinkages of
+# each cell's own counts (towards gene_mean and towards the neighbour average); the best of them that
+# ran is the bar every method must clear
+BASELINES = ("none", "knn_average", "gene_mean", "shrink_gene_mean", "shrink_knn")
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,14 @@ def ranking(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
     stats = stats.sort_values("mean", ascending=not METRICS[metric].higher_is_better, kind="stable")
     rows = []
     best = stats.index[0] if len(stats) else None
+    bar = next((m for m in stats.index if m in BASELINES), None)
     for rank, (method, row) in enumerate(stats.iterrows(), 1):
         versus = "best" if method == best else compare(metrics, metric, method, best).outcome
         entry: dict[str, Any] = {"rank": rank, "method": method, "mean": float(row["mean"]),
                                  "sd": float(row["std"]) if row["count"] > 1 else float("nan"),
                                  "n_seeds": int(row["count"]), "vs_best": versus}
+        if bar is not None:
+            entry["vs_bar"] = "–" if method in BASELINES else compare(metrics, metric, method, bar).outcome
         for base in BASELINES:
             if base in stats.index:
                 entry[f"vs_{base}"] = "–" if base == method else compare(metrics, metric, method, base).outcome
@@ -94,6 +100,13 @@ def verdict(metrics: pd.DataFrame, metric: str | None = None) -> dict[str, Any]:
             c = compare(metrics, metric, winner["method"], base)
             margins[base] = {"mean_diff": c.mean_diff, "sd_diff": c.sd_diff, "outcome": c.outcome}
     tied = table.loc[table["vs_best"] == "tie", "method"].tolist()
+    floors = [m for m in table["method"] if m in BASELINES]
+    bar = floors[0] if floors else None
+    against_bar = {}
+    for method in table["method"]:
+        if bar is not None and method not in BASELINES:
+            c = compare(metrics, metric, method, bar)
+            against_bar[method] = {"mean_diff": c.mean_diff, "sd_diff": c.sd_diff, "outcome": c.outcome}
     below = [m for m in _with(table, "vs_gene_mean", "worse") if m not in BASELINES]  # the bars are not the verdict's subject
     spread = f"mean ± sd over {n} mask seeds" if n > 1 else "one mask seed: no spread, so no tie could be called"
     lines = [f"Best by {metric} ({direction} is better; {spread}): {winner['method']}, "
@@ -103,11 +116,18 @@ def verdict(metrics: pd.DataFrame, metric: str | None = None) -> dict[str, Any]:
                      f"{'' if n < 2 else ' ± ' + _num(m['sd_diff'])} ({_OUTCOME[m['outcome']]}).")
     if tied:
         lines.append(f"  tied with it (within the seed spread): {', '.join(tied)}.")
+    if against_bar:
+        bar_row = table.loc[table["method"] == bar].iloc[0]
+        lines.append(f"The bar, the best of the floors that ran ({', '.join(floors)}): {bar}, {_num(bar_row['mean'])}"
+                     f"{'' if n < 2 else ' ± ' + _num(bar_row['sd'])}. Each method against it:")
+        lines += [f"  {method}: {_signed(m['mean_diff'])}{'' if n < 2 else ' ± ' + _num(m['sd_diff'])} "
+                  f"({_OUTCOME[m['outcome']]})." for method, m in against_bar.items()]
     if "gene_mean" in set(table["method"]):
         lines.append(f"Lose to the cell-agnostic gene_mean: {', '.join(below) or 'none'}.")
     return {"metric": metric, "higher_is_better": bool(METRICS[metric].higher_is_better), "n_seeds": n,
             "winner": winner["method"], "winner_mean": float(winner["mean"]), "winner_sd": float(winner["sd"]),
             "margins": margins, "tied_with_winner": tied, "lose_to_gene_mean": below,
+            "bar": bar, "against_bar": against_bar, "clear_bar": [m for m, c in against_bar.items() if c["outcome"] == "better"],
             "beat_none": _with(table, "vs_none", "better"), "beat_gene_mean": _with(table, "vs_gene_mean", "better"), "ranking": table.to_dict(orient="records"), "lines": lines}
 
 

@@ -19,7 +19,8 @@ __all__ = ["GraphSpec", "ImputeResult", "Method", "Range", "RunContext", "availa
 _MODULES: tuple[str, ...] = (
     "scvgae", "graphsci", "cnnimpute", "scgnn", "gnnimpute",  # the five methods
     "graphmcv",  # graphimpute's own
-    "none", "gene_mean", "knn_average", "magic", "alra", "dca", "scvi",  # baselines
+    "none", "gene_mean", "knn_average", "shrink_gene_mean", "shrink_knn",  # the floors
+    "magic", "alra", "dca", "scvi",  # published baselines
 )
 
 

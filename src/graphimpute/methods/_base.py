@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
@@ -73,6 +74,12 @@ class RunContext:
     workdir: Path | None = None  # checkpoints go here; None keeps everything in memory
     checkpoint_every: int | None = None
     resume: bool = False
+
+    def generator(self, stream: str) -> np.random.Generator:
+        """A random generator of this run's seed for ``stream`` (a method's name), independent of the mask's
+        ``default_rng(seed)`` and of every other stream (``SeedSequence`` spawn keys): with one integer for
+        both, a method's molecular split drew the same random numbers as the benchmark's own split."""
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(zlib.crc32(stream.encode()),)))
 
 
 @dataclass

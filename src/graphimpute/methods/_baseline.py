@@ -41,3 +41,40 @@ def output_scale_info(expected: np.ndarray, library: np.ndarray) -> dict[str, fl
     ratio = expected.sum(axis=1)[kept] / library[kept]
     return {"rescaled_to_input_library": True,
             "library_ratio_before_rescale_median": float(np.median(ratio)) if ratio.size else float("nan")}
+
+
+
+def neighbour_average(counts, graph: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """(dense neighbour average, degree): each cell's mean of its neighbours' counts on ``graph``, each
+    divided by its size factor (library / median library, so that deep cells do not dominate), the cell
+    itself left out (its masked zeros would pull the average down). A cell with no neighbour keeps its
+    counts."""
+    counts = sp.csr_matrix(counts, dtype=np.float64)
+    library = np.asarray(counts.sum(axis=1)).ravel()
+    factors = library / np.median(library[library > 0]) if (library > 0).any() else np.ones_like(library)
+    graph = sp.csr_matrix(graph, dtype=np.float64)
+    graph.setdiag(0)
+    graph.eliminate_zeros()
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    average = sp.diags(np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)) @ graph
+    expected = (average @ sp.diags(1.0 / np.where(factors > 0, factors, 1.0)) @ counts).toarray()
+    lonely = degree == 0
+    expected[lonely] = counts[lonely].toarray()
+    return expected, degree
+
+
+def row_profiles(expected: np.ndarray) -> np.ndarray:
+    """Rows scaled to sum to 1 (a row of zeros stays 0)."""
+    totals = expected.sum(axis=1, keepdims=True)
+    return np.divide(expected, totals, out=np.zeros_like(expected), where=totals > 0)
+
+
+def gene_profile(counts) -> np.ndarray:
+    """The cell-agnostic profile p_g: the mean over cells with a library of each cell's share of gene g
+    (so deep cells do not dominate), renormalised to sum to 1; zeros when no cell has a library."""
+    counts = sp.csr_matrix(counts, dtype=np.float64)
+    library = np.asarray(counts.sum(axis=1)).ravel()
+    expressed = library > 0
+    shares = sp.diags(np.divide(1.0, library, out=np.zeros_like(library), where=expressed)) @ counts
+    profile = np.asarray(shares.sum(axis=0)).ravel() / max(int(expressed.sum()), 1)
+    return profile / profile.sum() if profile.sum() > 0 else profile

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import ImputeResult, Method
+from graphimpute.methods._baseline import gene_profile
 
 
 def impute(adata, params, ctx) -> ImputeResult:
@@ -30,9 +31,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     expressed = library > 0
     if not expressed.any():
         raise GraphImputeError("every cell has an empty library: there is no profile to spread")
-    shares = sp.diags(np.divide(1.0, library, out=np.zeros_like(library), where=expressed)) @ counts
-    profile = np.asarray(shares.sum(axis=0)).ravel() / expressed.sum()
-    profile /= profile.sum()
+    profile = gene_profile(counts)
     imputed = (library[:, None] * profile[None, :]).astype(np.float32)
     return ImputeResult(imputed=imputed, info={"cells_in_profile": int(expressed.sum()),
                                                "genes_with_zero_profile": int((profile == 0).sum())})

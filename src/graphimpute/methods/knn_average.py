@@ -16,10 +16,9 @@ Reads ``adata.X`` (raw counts) and ``adata.obsp['knn5']``; writes nothing to ``a
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from graphimpute.methods._base import GraphSpec, ImputeResult, Method
-from graphimpute.methods._baseline import dense_counts, output_scale_info, to_input_library
+from graphimpute.methods._baseline import dense_counts, neighbour_average, output_scale_info, to_input_library
 from graphimpute.methods._common import cell_graph
 
 # the cell-graph papers' recipe (SCGNN §2, GNNImpute's "Build connection graph"): PCA (50) -> Euclidean
@@ -30,19 +29,11 @@ PCA_KNN5 = GraphSpec(key="knn5", kind="knn", params={"n_neighbors": 5, "n_pcs": 
 def impute(adata, params, ctx) -> ImputeResult:
     counts = dense_counts(adata)
     library = counts.sum(axis=1)
-    factors = library / np.median(library[library > 0]) if (library > 0).any() else np.ones_like(library)
-    graph = cell_graph(adata, PCA_KNN5, "knn_average").astype(np.float64)
-    graph.setdiag(0)
-    graph.eliminate_zeros()
-    degree = np.asarray(graph.sum(axis=1)).ravel()
-    average = sp.diags(np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)) @ graph
-    normalised = counts / np.where(factors > 0, factors, 1.0)[:, None]
-    expected = average @ normalised
-    lonely = degree == 0
-    expected[lonely] = counts[lonely]
+    expected, degree = neighbour_average(counts, cell_graph(adata, PCA_KNN5, "knn_average"))
     return ImputeResult(imputed=to_input_library(expected, library),
                         info={"graph": PCA_KNN5.key, "median_neighbours": float(np.median(degree)),
-                              "cells_without_neighbours": int(lonely.sum()), **output_scale_info(expected, library)})
+                              "cells_without_neighbours": int((degree == 0).sum()),
+                              **output_scale_info(expected, library)})
 
 
 METHOD = Method(

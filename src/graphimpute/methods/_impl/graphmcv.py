@@ -18,6 +18,8 @@ from graphimpute import graphs, train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import ImputeResult
 from graphimpute.methods._common import no_depth, run_fingerprint, train_config
+from graphimpute.methods._shrinkage import (OWN_WEIGHT_GRID, blend, choose_own_weight, integer_counts, library,
+                                             profiles, thin)
 from graphimpute.monitor import require_memory
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,6 @@ log = logging.getLogger(__name__)
 NAME = "graphmcv"
 LIKELIHOODS = ("nb", "poisson")
 ARCHITECTURES = ("network", "knn_average")
-CALIBRATION_GRID = np.linspace(0.0, 1.0, 21)
 TARGET_SUM = 1e4
 # a small dataset still takes this many optimiser steps per epoch (smaller batches), so that 210 cells
 # are not one step per epoch
@@ -84,47 +85,6 @@ class KNNAverage(nn.Module):
 
 # ---- data ------------------------------------------------------------------------------------------
 
-def integer_counts(adata) -> sp.csr_matrix:
-    """``adata.X`` as a float32 CSR copy; refuses negative, non-finite or non-integer counts (binomial
-    thinning needs molecules)."""
-    x = sp.csr_matrix(adata.X, dtype=np.float32, copy=True)
-    x.sum_duplicates()
-    x.eliminate_zeros()
-    data = x.data
-    if data.size and (not np.all(np.isfinite(data)) or data.min() < 0):
-        raise GraphImputeError(f"{NAME}: adata.X must hold raw non-negative counts (found negative or non-finite values)")
-    if data.size and not np.all(data == np.round(data)):
-        raise GraphImputeError(f"{NAME}: adata.X holds non-integer values; splitting molecules needs integer counts")
-    return x
-
-
-def thin(counts: sp.csr_matrix, fraction: float, rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Binomial thinning: (part ~ Binomial(counts, fraction), counts - part), same sparsity pattern.
-
-    The same distribution as numpy's binomial, drawn cheaper where it can be (it is drawn every
-    epoch): at fraction 1/2 a count c < 64 draws c fair bits (the low bits of a random 64-bit word)
-    and keeps their number; at other fractions a count of 1 is a uniform below ``fraction``."""
-    data = counts.data
-    drawn = np.empty(data.size, dtype=np.float32)
-    if fraction == 0.5:
-        cheap = data < 64
-        c = data[cheap].astype(np.uint64)
-        words = rng.integers(0, np.iinfo(np.uint64).max, size=c.size, dtype=np.uint64, endpoint=True)
-        drawn[cheap] = np.bitwise_count(words & ((np.uint64(1) << c) - np.uint64(1)))
-    else:
-        cheap = data == 1
-        drawn[cheap] = rng.random(int(cheap.sum()), dtype=np.float32) < fraction
-    more = ~cheap
-    drawn[more] = rng.binomial(data[more].astype(np.int64), fraction)
-    part = sp.csr_matrix((drawn, counts.indices, counts.indptr), shape=counts.shape)
-    rest = sp.csr_matrix((data - drawn, counts.indices, counts.indptr), shape=counts.shape)
-    return part, rest
-
-
-def library(counts: sp.csr_matrix) -> np.ndarray:
-    return np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
-
-
 def log_cp10k(counts: sp.csr_matrix) -> sp.csr_matrix:
     """log1p(10^4 · x / library), sparse (a cell with an empty library stays 0)."""
     lib = library(counts)
@@ -133,13 +93,6 @@ def log_cp10k(counts: sp.csr_matrix) -> sp.csr_matrix:
     out = sp.csr_matrix(out, dtype=np.float32)
     np.log1p(out.data, out=out.data)
     return out
-
-
-def profiles(counts: sp.csr_matrix) -> sp.csr_matrix:
-    """Each cell's counts divided by its library (rows sum to 1; an empty cell stays 0)."""
-    lib = library(counts)
-    scale = np.divide(1.0, lib, out=np.zeros_like(lib), where=lib > 0)
-    return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ counts, dtype=np.float32)
 
 
 def top_components(x, k: int, *, seed: int, mean: np.ndarray | None = None, n_iter: int = POWER_ITERATIONS,
@@ -374,34 +327,6 @@ def predict_profiles(module: nn.Module, own, neighbour: np.ndarray | None, *, ba
     return out
 
 
-def calibrate_own_weight(rho: np.ndarray, own_profile: sp.csr_matrix, val: sp.csr_matrix,
-                         grid: np.ndarray = CALIBRATION_GRID, chunk: int = 2048) -> tuple[float, list[float]]:
-    """The weight a of the cell's own observed profile, (1 - a) rho + a x/L, that minimises the Poisson
-    loss of the held-back molecules ``val`` (expected = profile x the cell's val library), on ``grid``.
-    Returns a and the loss at every grid value (mean over entries).
-
-    Computed on the non-zeros of ``val``: sum mu = lib_i ((1 - a) sum rho_i + a sum x_i/L_i) per cell,
-    and y log mu is 0 where y is."""
-    val = sp.csr_matrix(val)
-    lib = library(val)
-    totals = np.zeros(grid.size)
-    for start in range(0, rho.shape[0], chunk):
-        stop = min(start + chunk, rho.shape[0])
-        r = rho[start:stop].astype(np.float64)
-        o = own_profile[start:stop].toarray().astype(np.float64)
-        block = val[start:stop]
-        rows = np.repeat(np.arange(stop - start), np.diff(block.indptr))
-        y = block.data.astype(np.float64)
-        lb = lib[start:stop]
-        r_nz, o_nz, lb_nz = r[rows, block.indices], o[rows, block.indices], lb[rows]
-        r_sum, o_sum = (r.sum(axis=1) * lb).sum(), (o.sum(axis=1) * lb).sum()
-        for k, a in enumerate(grid):
-            mu = ((1 - a) * r_nz + a * o_nz) * lb_nz
-            totals[k] += (1 - a) * r_sum + a * o_sum - float((y * np.log(mu + 1e-8)).sum())
-    losses = totals / rho.size
-    return float(grid[int(np.argmin(losses))]), [float(v) for v in losses]
-
-
 def _check(params: dict) -> None:
     if params["likelihood"] not in LIKELIHOODS:
         raise GraphImputeError(f"{NAME}: likelihood must be one of {', '.join(LIKELIHOODS)}, got {params['likelihood']!r}")
@@ -417,7 +342,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     train.seed_everything(ctx.seed)
     rng = np.random.default_rng(ctx.seed)
     device = train.resolve_device(ctx.device)
-    counts = integer_counts(adata)
+    counts = integer_counts(adata, NAME)
     n, g = counts.shape
     hops = params["hops"] if params["graph"] else 0
     knn_only = params["architecture"] == "knn_average"
@@ -492,8 +417,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     own_weight = 0.0
     if params["calibrate"]:
         rho_rest = predict_profiles(module, own_rest, neighbour_rest, batch_size=1024, device=device)
-        own_weight, losses = calibrate_own_weight(rho_rest, profiles(rest), val)
-        info.update(calibration_grid=[float(a) for a in CALIBRATION_GRID], calibration_val_poisson=losses)
+        own_weight, losses = choose_own_weight(rho_rest, profiles(rest), val)
+        info.update(calibration_grid=[float(a) for a in OWN_WEIGHT_GRID], calibration_val_poisson=losses)
         del rho_rest
     info["own_weight"] = own_weight
     del own_rest, neighbour_rest
@@ -501,14 +426,7 @@ def impute(adata, params, ctx) -> ImputeResult:
     # 7. inference on all of the input
     rho = predict_profiles(module, *features(counts), batch_size=1024, device=device)
     lib = library(counts)
-    if own_weight > 0:
-        own_profile = profiles(counts)
-        rho *= (1 - own_weight)
-        for start in range(0, n, 4096):  # the sparse profile, added in row chunks (no dense copy)
-            block = own_profile[start:start + 4096]
-            rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr)) + start
-            rho[rows, block.indices] += own_weight * block.data
-    rho *= lib[:, None].astype(np.float32)
+    rho = blend(rho, counts, own_weight, inplace=True)
     rho[no_depth(lib, NAME)] = 0.0
     if isinstance(module, KNNAverage):
         info["knn_gene_mean_weight"] = float(torch.sigmoid(module.mix).item())

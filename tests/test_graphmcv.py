@@ -246,3 +246,29 @@ def test_input_basis_switch(small):
     projected, full = run(small), run(small, input_pcs=0)
     assert projected.info["input_pcs"] == min(100, small.n_vars - 1) and "input_pcs" not in full.info
     assert np.isfinite(full.imputed).all() and not np.allclose(full.imputed, projected.imputed)
+
+
+def test_a_resumed_run_draws_the_splits_an_uninterrupted_run_draws(small, tmp_path):
+    """The molecular splits and the batch order come from graphMCV's own generators: their states are in
+    the checkpoint, so a run resumed at epoch 2 ends with the uninterrupted run's output (before, a resumed
+    run replayed epoch 1's splits)."""
+    method = methods.get("graphmcv")
+
+    def fit(max_epochs, workdir, resume=False):
+        params = methods.resolve_params(method, {**FAST, "max_epochs": max_epochs, "patience": 10})
+        ctx = RunContext(seed=5, progress=False, workdir=workdir, checkpoint_every=1, resume=resume)
+        return method.impute(small, params, ctx).imputed
+
+    full = fit(4, tmp_path / "full")
+    fit(2, tmp_path / "cut")
+    resumed = fit(4, tmp_path / "cut", resume=True)
+    np.testing.assert_array_equal(resumed, full)
+
+
+def test_its_generator_is_not_the_masks():
+    """The benchmark masks with default_rng(seed); a method drawing from the same integer would split
+    the molecules with the same random numbers."""
+    ctx = RunContext(seed=7)
+    assert ctx.generator("graphmcv").random(4).tolist() != np.random.default_rng(7).random(4).tolist()
+    assert ctx.generator("graphmcv").random(4).tolist() == RunContext(seed=7).generator("graphmcv").random(4).tolist()
+    assert ctx.generator("graphmcv").random(4).tolist() != ctx.generator("shrink_knn").random(4).tolist()

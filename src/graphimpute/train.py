@@ -96,6 +96,9 @@ class TrainConfig:
     checkpoint_dir: Path | None = None
     resume: bool = False  # continue from checkpoint_dir/checkpoint.pt when it exists
     fingerprint: dict[str, Any] | None = None  # what is trained (run_fingerprint): saved, checked on resume
+    # a method's own numpy generators that draw during training (graphMCV's molecular splits and batch
+    # order): their states go into every checkpoint, so a resumed run draws what an uninterrupted one would
+    generators: tuple[np.random.Generator, ...] = ()
     progress: bool = True
     desc: str = "training"
 
@@ -188,7 +191,7 @@ def fit(
         history = History(**{k: v for k, v in state["history"].items() if k != "n_epochs"})
         history.resumed_from_epoch = start_epoch = state["epoch"]
         best_state, since_best = state["best_state"], state["since_best"]
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"], config.generators)
         log.info("%s: resumed from %s at epoch %d", config.desc, ckpt, start_epoch)
 
     bar = _progress(config, start_epoch)
@@ -226,7 +229,7 @@ def fit(
             if ckpt is not None and config.checkpoint_every and ((epoch + 1) % config.checkpoint_every == 0 or stop):
                 history.wall_time_s = time.perf_counter() - started
                 _save_checkpoint(ckpt, epoch + 1, module, optimiser, scheduler, history, best_state, since_best,
-                                 config.fingerprint)
+                                 config.fingerprint, config.generators)
             if stop:
                 log.info("%s: early stop at epoch %d (best %d)", config.desc, epoch + 1, history.best_epoch)
                 break
@@ -272,13 +275,13 @@ def _run_epoch(module, loss, batches, optimiser, grad_clip) -> dict[str, float]:
 
 
 def _save_checkpoint(path: Path, epoch, module, optimiser, scheduler, history, best_state, since_best,
-                     fingerprint) -> None:
+                     fingerprint, generators=()) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"epoch": epoch, "model": module.state_dict(), "optimiser": optimiser.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "history": history.to_dict(), "best_state": best_state, "since_best": since_best,
-                "rng": _get_rng_state(), "fingerprint": fingerprint}, tmp)
+                "rng": _get_rng_state(generators), "fingerprint": fingerprint}, tmp)
     os.replace(tmp, path)
 
 
@@ -347,16 +350,23 @@ def _check_resumable(path: Path, state: dict, config: TrainConfig) -> None:
                               f"more than max_epochs={config.max_epochs}; raise max_epochs or {advice}")
 
 
-def _get_rng_state() -> dict[str, Any]:
+def _get_rng_state(generators=()) -> dict[str, Any]:
     """Every generator a loss or a batch sampler may draw from, so a resumed run draws the same."""
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "generators": [g.bit_generator.state for g in generators]}
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], generators=()) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
+    saved = state.get("generators") or []
+    if len(saved) != len(generators):
+        raise CheckpointError(f"the checkpoint holds {len(saved)} of the method's random generators, the method "
+                              f"has {len(generators)}: it was written by another version; delete it or run without --resume")
+    for generator, bit_state in zip(generators, saved):
+        generator.bit_generator.state = bit_state
     if state["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

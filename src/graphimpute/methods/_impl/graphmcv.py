@@ -340,7 +340,7 @@ def _check(params: dict) -> None:
 def impute(adata, params, ctx) -> ImputeResult:
     _check(params)
     train.seed_everything(ctx.seed)
-    rng = np.random.default_rng(ctx.seed)
+    rng = ctx.generator(NAME)  # not default_rng(seed): the benchmark's mask draws from that one
     device = train.resolve_device(ctx.device)
     counts = integer_counts(adata, NAME)
     n, g = counts.shape
@@ -409,7 +409,8 @@ def impute(adata, params, ctx) -> ImputeResult:
 
     fingerprint = run_fingerprint(adata, NAME, params, ctx)
     config = train_config(ctx, NAME, fingerprint, max_epochs=params["max_epochs"], lr=params["lr"],
-                          weight_decay=params["weight_decay"], patience=params["patience"], fused_adam=True)
+                          weight_decay=params["weight_decay"], patience=params["patience"], fused_adam=True,
+                          generators=(rng, shuffle))
     history = train.fit(module, make_loss(params["likelihood"]), config=config, device=device,
                         train_data=train_batches, val_data=val_batches)
 

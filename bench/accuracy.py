@@ -59,9 +59,11 @@ def run_dataset(path: Path, outdir: Path, *, names: list[str], scheme: str, args
         if args.force or not p[step].exists():
             log.info("%s / %s: %s", sample, scheme, step)
             do()
-    ctx = RunContext(seed=args.seed, device=args.device, progress=False)
     done, truths, failed = [], [], []
     for mask_seed in range(args.seed, args.seed + args.mask_seeds):
+        # --vary-method-seed: each mask seed's replicate trains with that seed too, so the paired spread
+        # holds the methods' own randomness as well as the mask's
+        ctx = RunContext(seed=mask_seed if args.vary_method_seed else args.seed, device=args.device, progress=False)
         tag = f"{sample}.seed{mask_seed}"
         masked, truth, graph = (outdir / "mask" / f"{tag}.h5ad", outdir / "mask" / f"{tag}.truth.h5ad",
                                 outdir / "graph" / f"{tag}.h5ad")
@@ -178,6 +180,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0, help="training seed and first mask seed")
     parser.add_argument("--mask-seeds", type=int, default=3, help="masks drawn with seeds SEED, SEED+1, ...")
+    parser.add_argument("--vary-method-seed", action="store_true",
+                        help="train each mask seed's replicate with that seed (default: every replicate with --seed)")
     parser.add_argument("--no-umap", action="store_true", help="skip the UMAP images (faster)")
     parser.add_argument("--no-report", action="store_true", help="skip the MultiQC reports")
     parser.add_argument("--force", action="store_true", help="redo finished steps")

@@ -272,3 +272,14 @@ def test_its_generator_is_not_the_masks():
     assert ctx.generator("graphmcv").random(4).tolist() != np.random.default_rng(7).random(4).tolist()
     assert ctx.generator("graphmcv").random(4).tolist() == RunContext(seed=7).generator("graphmcv").random(4).tolist()
     assert ctx.generator("graphmcv").random(4).tolist() != ctx.generator("shrink_knn").random(4).tolist()
+
+
+def test_calibration_only_mixes_the_cells_own_counts_into_the_network_output(small):
+    """The same training either way (calibration comes after it): the default output is exactly
+    (1 - a) x the uncalibrated output + a x the observed counts, and calibrate=false keeps a = 0."""
+    default, plain = run(small), run(small, calibrate=False)
+    assert plain.info["own_weight"] == 0.0 and "calibration_val_poisson" not in plain.info
+    a = default.info["own_weight"]
+    assert len(default.info["calibration_val_poisson"]) == graphmcv.OWN_WEIGHT_GRID.size
+    expected = (1 - a) * plain.imputed + a * small.X.toarray()
+    np.testing.assert_allclose(default.imputed, expected, rtol=1e-4, atol=1e-4)

@@ -13,8 +13,9 @@ refuses the data) is skipped with a notice, recorded in the selection.
 
 from __future__ import annotations
 
+
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -101,7 +102,8 @@ def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Ma
                    label_key: str | None = None, skipped: dict[str, str] | None = None, sample: str = "sample",
                    settings=None):
     """The benchmark in memory: mask ``adata`` (raw counts in X, normalised) once per mask seed (``ctx.seed``,
-    ``ctx.seed`` + 1, ...), impute each masked copy with every method of ``names`` (``params``: resolved,
+    ``ctx.seed`` + 1, ...), impute each masked copy with every method of ``names``, each replicate with its
+    mask seed as the methods' seed (``params``: resolved,
     by name) and score all outputs against their seed's truth with ``evaluate.evaluate`` (``label_key``:
     clustering too). ``adata`` is not modified; nothing is written. Returns the ``evaluate.Evaluation``.
 
@@ -123,7 +125,8 @@ def cross_validate(adata: AnnData, names: Iterable[str], params: Mapping[str, Ma
             log.info("%s: %s on mask seed %d", sample, name, mask_seed)
             bar.set_postfix_str(f"{name}, seed {mask_seed}")
             try:
-                imputed, provenance = runner.impute_adata(masked, methods.get(name), params[name], ctx)
+                imputed, provenance = runner.impute_adata(masked, methods.get(name), params[name],
+                                                          replace(ctx, seed=mask_seed))
             except (GraphImputeError, RuntimeError, MemoryError) as err:
                 if skipped is None:
                     raise

@@ -222,8 +222,12 @@ def _log_warning(message, category, filename, lineno, file=None, line=None) -> N
 
 
 def _close(handler) -> None:
+    """The command's end: its file and console handlers come off the package logger (a command run from
+    Python, e.g. click's test runner or a notebook, would otherwise leave its console behind for gi.impute)."""
+    package = logging.getLogger("graphimpute")
+    for attached in list(package.handlers):
+        package.removeHandler(attached)
     if handler is not None:
-        logging.getLogger("graphimpute").removeHandler(handler)
         handler.close()
 
 

@@ -7,6 +7,7 @@ laid out as the pipeline publishes it, skipping steps whose output exists with t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -322,10 +323,12 @@ def run(input_path, outdir, options: RunOptions | None = None) -> dict[str, Path
         plan.append((f"mask seed {mask_seed}", mask_step, [p["normalise"]], [masked, truth],
                      dict(scheme=o.mask_scheme, fraction=o.mask_fraction, seed=mask_seed)))
         plan.append((f"graph seed {mask_seed}", graph_step, [masked], [graph], graph_kwargs))
+        # each replicate trains with its mask seed: the seed spread holds the methods' randomness too
+        replicate = dataclasses.replace(o.ctx, seed=mask_seed)
         for method in o.methods:
             p[f"impute.{method}.seed{mask_seed}"] = out = outdir / "impute" / f"{tag}.{method}.h5ad"
             plan.append((f"impute {method} seed {mask_seed}", impute_step, [graph], [out],
-                         dict(method=method, params=o.method_params.get(method), ctx=o.ctx)))
+                         dict(method=method, params=o.method_params.get(method), ctx=replicate)))
             imputed.append(out)
         truths.append(truth)
     p["evaluate"] = outdir / "evaluate" / f"{sample}.summary.json"

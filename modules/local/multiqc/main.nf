@@ -32,7 +32,7 @@ process MULTIQC {
 
     # MultiQC's "Welcome! Watch a tutorial video" box has no setting: a stylesheet hides it (the same
     # rule as graphimpute.report.REPORT_CSS, which benchmark mode's own config also names)
-    printf '#mqc_welcome { display: none !important; }\\n' > graphimpute_report.css
+    echo '#mqc_welcome { display: none !important; }' > graphimpute_report.css
 
     configs=(--config ${multiqc_config})
     if compgen -G 'evaluate/*.summary.json' > /dev/null; then

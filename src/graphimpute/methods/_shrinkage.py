@@ -16,6 +16,8 @@ import scipy.sparse as sp
 from graphimpute.errors import GraphImputeError
 
 OWN_WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
+# the shrinkage floors' one parameter: the share of each count's molecules held back to choose the weight
+FLOOR_DEFAULTS = {"validation_fraction": 0.1}
 
 
 def integer_counts(adata, name: str) -> sp.csr_matrix:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from graphimpute.methods._base import FRACTION, ImputeResult, Method
 from graphimpute.methods._baseline import gene_profile
-from graphimpute.methods._shrinkage import shrinkage
+from graphimpute.methods._shrinkage import FLOOR_DEFAULTS, shrinkage
 
 NAME = "shrink_gene_mean"
 
@@ -37,7 +37,7 @@ METHOD = Method(
     summary="each cell's own profile shrunk towards gene_mean's, the weight chosen on a molecular split of the "
             "input (the shrinkage floor: what MCV rewards without imputation)",
     citation="-",
-    defaults={"validation_fraction": 0.1},
-    ranges={"validation_fraction": FRACTION},
+    defaults=FLOOR_DEFAULTS,
+    ranges={key: FRACTION for key in FLOOR_DEFAULTS},
     kind="baseline",
 )

@@ -22,7 +22,7 @@ from __future__ import annotations
 from graphimpute.methods._base import FRACTION, ImputeResult, Method
 from graphimpute.methods._baseline import neighbour_average, row_profiles
 from graphimpute.methods._common import cell_graph
-from graphimpute.methods._shrinkage import shrinkage
+from graphimpute.methods._shrinkage import FLOOR_DEFAULTS, shrinkage
 from graphimpute.methods.knn_average import PCA_KNN5
 
 NAME = "shrink_knn"
@@ -41,8 +41,8 @@ METHOD = Method(
     summary="each cell's own profile shrunk towards its neighbour average (PCA 5-NN), the weight chosen on a "
             "molecular split of the input (the floor for graph methods)",
     citation="-",
-    defaults={"validation_fraction": 0.1},
-    ranges={"validation_fraction": FRACTION},
+    defaults=FLOOR_DEFAULTS,
+    ranges={key: FRACTION for key in FLOOR_DEFAULTS},
     graphs=(PCA_KNN5,),
     kind="baseline",
 )

@@ -3,7 +3,7 @@
 For each (scheme, metric): one row per method, one column per dataset holding the mean over mask seeds;
 in each column the best mean is bold and the methods tied with it (paired seeds, graphimpute.verdict)
 carry "≈". Then, per baseline (`none`, `knn_average`, `gene_mean`): on how many datasets the method is
-better / ties / is worse by the paired rule (a tie is not a win; a pair that was not run, or has one seed
+better / ties / is worse by the paired t-test at 0.05 (graphimpute.verdict; a tie is not a win; a pair that was not run, or has one seed
 only on one side, is left out of the count), and the median over datasets of the method's mean minus
 the baseline's. "undef." is a value the metric does not define, "not run" a pair absent from the table.
 
@@ -120,7 +120,8 @@ def main(argv=None) -> int:
     lines = ["# Accuracy benchmark: method x dataset", "",
              f"From {', '.join(f'`{t}`' for t in args.tables)} (full tables and protocol in the .md beside each);"
              " written by `bench/accuracy_summary.py`. Better / tie / worse: paired over mask seeds, a difference "
-             "counts only when its mean exceeds its seed-to-seed sd (docs/benchmark.md)."
+             "counts only when a two-sided paired t-test over the seeds finds it at 0.05 (at 3 seeds: |mean| > 2.48 sd; "
+             "docs/benchmark.md)."
              + (f" ¹: one seed, carried from `{args.carry}` (an earlier run on the same seed-0 masks); it compares "
                 "with the others on seed 0 alone, by sign." if args.carry else ""), ""]
     if {"scheme", "metric"} <= set(long) and ((long["scheme"] == "mcv") & (long["metric"] == "mcv_poisson")).any():

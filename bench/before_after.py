@@ -77,8 +77,8 @@ def main(argv=None) -> None:
     lines = [f"# {args.title or args.method + ': before and after'}", "",
              f"Written by `bench/before_after.py` from `{args.before}` (before) and "
              + ", ".join(f"`{s.partition(':')[0]}` ({label})" for s, label in zip(args.after, afters)) + ". "
-             "Paired over mask seeds; a change counts only when the mean of after − before exceeds its sd "
-             "(graphimpute.verdict); the last columns judge the changed method against the baselines the same way.", ""]
+             "Paired over mask seeds; a change counts only when a two-sided paired t-test of after − before "
+             "finds it at 0.05 (graphimpute.verdict); the last columns judge the changed method against the baselines the same way.", ""]
     for metric in args.metrics.split(","):
         direction = "higher" if METRICS[metric].higher_is_better else "lower"
         lines += [f"## {metric} ({direction} is better)", "",

@@ -7,7 +7,7 @@
 
 Per dataset and metric: graphMCV's mean ± sd over mask seeds, each peer's mean, and graphMCV's paired
 outcome against the peer (graphimpute.verdict.compare: better / tie / worse; a difference counts only
-when its mean over seeds exceeds its seed-to-seed sd; a tie is not a win); then the counts over
+when a two-sided paired t-test over the seeds finds it at 0.05; a tie is not a win); then the counts over
 datasets. The ablation table (``--ablation``: rows whose ``method`` names a variant, e.g.
 ``graphmcv_nograph``) compares each variant with the full method and with knn_average the same way.
 Only (dataset, seed) pairs present for both sides are compared (the masks of a seed are the same in

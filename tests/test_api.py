@@ -233,3 +233,13 @@ def test_help_of_impute_lists_every_method_with_its_parameters():
         assert f"\n{name} (" in notes, name
         for key, value in entry.defaults.items():
             assert re.search(rf"\n  {key}\s+{re.escape(str(value))}", notes) or isinstance(value, (list, tuple)), (name, key)
+
+
+def test_graphmcv_interval_layers_sit_beside_the_imputed_layer(small):
+    gi.impute(small, "graphmcv", key_added="mcv", interval=0.8, max_epochs=2)
+    assert {"mcv", "mcv_lower", "mcv_upper"} <= set(small.layers)
+    assert (small.layers["mcv_lower"] <= small.layers["mcv_upper"]).all()
+    gi.impute(small, "graphmcv", key_added="mcv", interval=0.8, max_epochs=2)  # its own layers: replaced
+    small.layers["mine_lower"] = small.layers["mcv_lower"].copy()
+    with pytest.raises(GraphImputeError, match="mine_lower"):
+        gi.impute(small, "graphmcv", key_added="mine", interval=0.8, max_epochs=2)

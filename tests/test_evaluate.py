@@ -303,3 +303,24 @@ def test_the_verdict_names_the_methods_below_gene_mean_not_the_other_bars():
     result = verdict.verdict(pd.DataFrame(rows))
     assert result["winner"] == "strong" and result["lose_to_gene_mean"] == ["weak"]
     assert "Lose to the cell-agnostic gene_mean: weak." in result["lines"]
+
+
+def test_a_difference_counts_only_when_the_paired_t_test_finds_it_at_the_stated_level():
+    from scipy import stats
+
+    from graphimpute import verdict
+
+    noise = np.array([-1.0, 0.0, 1.0])  # sd 1 over 3 seeds
+
+    def table(mean_diff):
+        rows = [{"method": "a", "seed": s, "metric": "mcv_poisson", "value": 0.5 + mean_diff + noise[s]} for s in range(3)]
+        rows += [{"method": "b", "seed": s, "metric": "mcv_poisson", "value": 0.5} for s in range(3)]
+        return pd.DataFrame(rows)
+
+    assert verdict.tie_threshold(3) == pytest.approx(stats.t.ppf(0.975, 2) / np.sqrt(3)) == pytest.approx(2.484, abs=1e-3)
+    # 2 sd lower (p 0.18): the old one-sd rule called it better, the test does not; 3 sd lower (p 0.03) is better
+    assert verdict.compare(table(-2.0), "mcv_poisson", "a", "b").outcome == "tie"
+    better = verdict.compare(table(-3.0), "mcv_poisson", "a", "b")
+    assert better.outcome == "better" and verdict.compare(table(3.0), "mcv_poisson", "a", "b").outcome == "worse"
+    a, b = 0.5 - 3.0 + noise, np.full(3, 0.5)
+    assert better.p_value == pytest.approx(stats.ttest_rel(a, b).pvalue) and better.p_value < verdict.LEVEL

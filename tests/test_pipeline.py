@@ -197,3 +197,19 @@ def test_methods_name_shows_each_parameter_with_its_default_and_range():
 def test_methods_lists_the_registry():
     result = CliRunner().invoke(main, ["methods", "--json"])
     assert result.exit_code == 0 and '"none"' in result.output
+
+
+def test_graphmcv_interval_layers_go_with_the_imputed_layer(tmp_path, finished):
+    graph = finished / "graph/pbmc3k_small.h5ad"
+    out = tmp_path / "graphmcv.h5ad"
+    result = run_cli("impute", graph, "-o", out, "--method", "graphmcv", "--param", "interval=0.9", "--param", "max_epochs=3")
+    assert result.exit_code == 0, result.output
+    imputed = ad.read_h5ad(out)
+    assert {"imputed", "imputed_lower", "imputed_upper"} == set(imputed.layers)
+    assert (imputed.layers["imputed_lower"] <= imputed.layers["imputed_upper"]).all()
+    assert imputed.uns["graphimpute"]["impute"]["info"]["interval"]["level"] == 0.9
+    joined = tmp_path / "all.h5ad"
+    assert run_cli("collect", graph, out, "-o", joined).exit_code == 0
+    layers = ad.read_h5ad(joined).layers
+    assert {"imputed_graphmcv", "imputed_graphmcv_lower", "imputed_graphmcv_upper"} <= set(layers)
+    np.testing.assert_array_equal(layers["imputed_graphmcv_upper"], imputed.layers["imputed_upper"])

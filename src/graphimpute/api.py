@@ -91,7 +91,9 @@ def impute(adata: AnnData, method: str = "gnnimpute", *, layer: str | None = Non
     Returns
     -------
     The updated copy with ``copy=True``, else None. Writes ``adata.layers[key_added]`` (dense float32
-    expected counts on the input's count scale) and ``adata.uns['graphimpute']['layers'][key_added]``
+    expected counts on the input's count scale), the method's extra layers beside it (graphMCV with
+    ``interval=0.9``: ``layers[key_added + '_lower']`` and ``['_upper']``, the 90% interval of each
+    entry's rate) and ``adata.uns['graphimpute']['layers'][key_added]``
     (method, params, seed, device, versions, time, memory, loss history). Adds, where ``adata`` has none
     under that key, what was built for the method under scanpy's keys: ``obsm['X_pca']``, ``varm['PCs']``,
     ``uns['pca']``, the method's cell graphs ``obsp[<key>]`` and ``obsp[<key>_distances]`` with
@@ -117,11 +119,17 @@ def impute(adata: AnnData, method: str = "gnnimpute", *, layer: str | None = Non
     train.resolve_device(device)  # cuda where there is none: an error before any work
     work = normalise.normalise(_working_copy(adata, layer), n_top_genes=None)
     before = _matrix_keys(work)
+    layers_before = set(work.layers.keys())
     imputed, provenance = runner.impute_adata(work, entry, resolved, methods.RunContext(seed=seed, device=device))
+    extra = runner.extra_layers(work, layers_before)
+    for suffix in extra:
+        _check_key(adata, runner.extra_layer_key(key, suffix), layer, owner=key)
     target = adata.copy() if copy else adata
     provenance["counts"] = f"layers[{layer!r}]" if layer else "X"
     provenance["graphs"] = {k: v for k, v in work.uns.get(_keys.UNS, {}).get("graph", {}).items()}
     runner.store_layer(target, key, imputed, provenance)
+    for suffix, value in extra.items():  # graphMCV's interval: <key>_lower, <key>_upper
+        target.layers[runner.extra_layer_key(key, suffix)] = value
     _add_built(target, work, before)
     log.info("graphimpute: %s wrote adata.layers[%r] (%d cells x %d genes)", method, key, *imputed.shape)
     return target if copy else None
@@ -285,10 +293,11 @@ def _working_copy(adata: AnnData, layer: str | None, obs_columns: Iterable[str] 
     return AnnData(X=x, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
 
 
-def _check_key(adata: AnnData, key: str, layer: str | None) -> None:
-    """The output layer may replace only a layer graphimpute wrote, never the user's own."""
+def _check_key(adata: AnnData, key: str, layer: str | None, owner: str | None = None) -> None:
+    """The output layer may replace only a layer graphimpute wrote, never the user's own (an extra layer,
+    ``<owner>_<suffix>``, counts as graphimpute's when its ``owner`` layer is)."""
     ours = adata.uns.get(_keys.UNS, {}).get("layers", {}) if isinstance(adata.uns.get(_keys.UNS), Mapping) else {}
-    if key == layer or (key in adata.layers and key not in ours):
+    if key == layer or (key in adata.layers and (owner or key) not in ours):
         raise GraphImputeError(f"adata.layers[{key!r}] already exists and was not written by graphimpute; "
                                "choose another key_added")
 

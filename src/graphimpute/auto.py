@@ -3,7 +3,7 @@
 On the user's normalised sample (or a random subsample of ``max_cells`` cells above that size), every
 candidate method imputes the input half of a molecular cross-validation split (Binomial(n, 0.9)),
 drawn with ``mask_seeds`` seeds; the method with the lowest mean MCV Poisson loss of the held-out
-molecules wins (differences within the seed spread are reported as ties; the best mean still decides),
+molecules wins (differences that the verdict's paired test does not find are reported as ties; the best mean still decides),
 and the caller imputes the whole sample with it. Nothing here looks at labels or at any evaluation
 split of a benchmark: the choice uses the input alone.
 

@@ -19,7 +19,7 @@ import anndata
 from graphimpute import _keys, graphs, io, methods, normalise, qc, runner
 from graphimpute.errors import GraphImputeError, InputError, OutputError
 from graphimpute.methods import RunContext
-from graphimpute.runner import build_graph, h5ad_safe, impute_adata, store_layer
+from graphimpute.runner import build_graph, extra_layer_key, extra_layers, h5ad_safe, impute_adata, store_layer
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +126,13 @@ def impute_output(adata, imputed, provenance: Mapping[str, Any], given: dict[str
     """The IMPUTE step's file: the cells and genes of ``adata`` (``obs``, ``var``), ``layers['imputed']``,
     ``uns`` (the earlier steps' records, ``uns['graphimpute']['impute']`` = ``provenance``) and what the
     step itself added to ``adata`` (``obsm``/``obsp``/``varp``/``varm`` keys not in ``given``: the graphs
-    it had to build, the method's own results such as GraphSCI's learned graph). No ``X``: the counts
+    it had to build, the method's own results such as GraphSCI's learned graph; the method's extra
+    layers ``layers['imputed_<suffix>']``, e.g. graphMCV's interval). No ``X``: the counts
     the method read stay in the step's input (the GRAPH file), which ``graphimpute collect`` joins back."""
     out = anndata.AnnData(obs=adata.obs.copy(), var=adata.var.copy())
     out.layers[_keys.IMPUTED] = imputed
+    for suffix, value in extra_layers(adata, given["layers"]).items():  # graphMCV's interval
+        out.layers[extra_layer_key(_keys.IMPUTED, suffix)] = value
     for store in ("obsm", "obsp", "varp", "varm"):
         for key, value in getattr(adata, store).items():
             if key not in given[store]:
@@ -146,7 +149,7 @@ def impute_output(adata, imputed, provenance: Mapping[str, Any], given: dict[str
 def collect_step(base_path, imputed_paths, output, *, key_template: str = "imputed_{method}") -> Path:
     """One AnnData with several methods' results: ``base_path`` (the file the methods imputed, e.g.
     ``graph/<sample>.h5ad``, with the counts in X) plus, for each IMPUTE output, its imputed layer as
-    ``layers['imputed_<method>']`` (``store_layer``) and the graphs and results it added (keys ``base``
+    ``layers['imputed_<method>']`` (``store_layer``; its extra layers as ``imputed_<method>_<suffix>``) and the graphs and results it added (keys ``base``
     lacks). The outputs must have the base's cells and genes in its order, and in benchmark mode come
     from the same mask seed."""
     for path in imputed_paths:
@@ -170,6 +173,8 @@ def collect_step(base_path, imputed_paths, output, *, key_template: str = "imput
         if key in base.layers:
             raise GraphImputeError(f"{path}: a second output of method {provenance['method']!r} ({key!r} is taken)")
         store_layer(base, key, out.layers[_keys.IMPUTED], provenance)
+        for suffix, value in extra_layers(out, {_keys.IMPUTED}).items():
+            base.layers[extra_layer_key(key, suffix)] = value
         for store in ("obsm", "obsp", "varp", "varm"):
             for name, value in getattr(out, store).items():
                 getattr(base, store).setdefault(name, value)
@@ -179,7 +184,7 @@ def collect_step(base_path, imputed_paths, output, *, key_template: str = "imput
 
 
 def _stored_keys(adata) -> dict[str, set]:
-    return {store: set(getattr(adata, store).keys()) for store in ("obsm", "obsp", "varp", "varm")}
+    return {store: set(getattr(adata, store).keys()) for store in ("obsm", "obsp", "varp", "varm", "layers")}
 
 
 def evaluate_step(imputed_paths, outdir, *, truth_path=None, label_key: str | None = None,

@@ -283,8 +283,8 @@ def _ranking_table(rankings: pd.DataFrame, outdir: Path, order) -> Path:
                         section_name="Ranking",
                         description="Methods best first on the ranking metric (MCV Poisson loss when the benchmark "
                                     "ran molecular cross-validation). vs_*: the method against the best and against "
-                                    "each baseline, on paired mask seeds: better or worse only when the mean "
-                                    "difference exceeds its seed-to-seed standard deviation, else a tie.",
+                                    "each baseline, on paired mask seeds: better or worse only when a two-sided "
+                                    "paired t-test over the seeds finds the difference at 0.05, else a tie.",
                         headers=headers, order=order)
 
 

@@ -40,7 +40,8 @@ def mask_seeds(first: int, count: int, *, option: str = "--mask-seeds") -> range
 
 def impute_adata(adata, entry: methods.Method, params: Mapping[str, Any], ctx: RunContext):
     """Run ``entry`` on ``adata`` (building the graphs it declares when they are missing; writes them
-    and the method's extra results, ``varp``/``obsm``, into ``adata``). Returns the imputed float32
+    and the method's extra results, ``varp``/``obsm`` and its extra layers as
+    ``layers['imputed_<suffix>']`` (``extra_layer_key``), into ``adata``). Returns the imputed float32
     matrix, checked against the method contract, and its provenance record."""
     for spec in entry.graphs:
         if _missing(adata, spec):
@@ -58,6 +59,11 @@ def impute_adata(adata, entry: methods.Method, params: Mapping[str, Any], ctx: R
         adata.varp[key] = value
     for key, value in result.obsm.items():
         adata.obsm[key] = value
+    for suffix, value in result.layers.items():
+        value = np.asarray(value, dtype=np.float32)
+        if value.shape != adata.shape or not np.all(np.isfinite(value)) or value.min() < 0:
+            raise RuntimeError(f"{entry.name} returned a layer {suffix!r} that is not non-negative finite cells x genes")
+        adata.layers[extra_layer_key(_keys.IMPUTED, suffix)] = value
     history = result.history or {}
     provenance = {
         "method": entry.name, "params": dict(params), "seed": ctx.seed,
@@ -66,6 +72,20 @@ def impute_adata(adata, entry: methods.Method, params: Mapping[str, Any], ctx: R
         "history": history, "info": result.info, "nondefault_params": nondefault_params(entry, params),
     }
     return imputed, provenance
+
+
+def extra_layer_key(imputed_key: str, suffix: str) -> str:
+    """Where a method's extra layer goes beside its imputed layer: ``<imputed_key>_<suffix>``
+    (graphMCV's interval: ``imputed_lower``; in a collected file ``imputed_graphmcv_lower``)."""
+    return f"{imputed_key}_{suffix}"
+
+
+def extra_layers(adata, given: set, imputed_key: str = _keys.IMPUTED) -> dict[str, Any]:
+    """The extra layers (by suffix) that a run wrote into ``adata``: ``<imputed_key>_<suffix>`` keys
+    not in ``given`` (the layers it had before)."""
+    prefix = extra_layer_key(imputed_key, "")
+    return {key[len(prefix):]: value for key, value in adata.layers.items()
+            if key.startswith(prefix) and key not in given}
 
 
 def nondefault_params(entry: methods.Method, params: Mapping[str, Any]) -> dict[str, Any]:

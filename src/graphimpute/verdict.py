@@ -2,10 +2,11 @@
 spread called ties, the winner's margin over each floor, and every method against the bar (the best
 floor that ran).
 
-A difference between two methods is judged on their paired scores (the same mask seeds): method A is
-better than B when the mean over seeds of A - B favours A by more than the standard deviation of
-A - B over seeds; otherwise the two tie. With one seed there is no spread: the sign decides, and the
-verdict says that no tie could be called.
+A difference between two methods is judged on their paired scores (the same mask seeds) by a
+two-sided paired t-test at ``LEVEL`` (0.05): method A is better than B when the mean over seeds of
+A - B favours A and |mean| > t(1 - LEVEL/2, n - 1) · sd / √n, the sd being that of A - B over the n
+seeds (at 3 seeds: |mean| > 2.48 sd; at 5: 1.24 sd); otherwise the two tie. With one seed there is no
+spread: the sign decides, and the verdict says that no tie could be called.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from graphimpute.metrics import METRICS
 
@@ -24,16 +26,26 @@ PRIMARY = ("mcv_poisson", "hidden_gene_r", "kmeans_ari")
 # each cell's own counts (towards gene_mean and towards the neighbour average); the best of them that
 # ran is the bar every method must clear
 BASELINES = ("none", "knn_average", "gene_mean", "shrink_gene_mean", "shrink_knn")
+# the paired test's level (two-sided): a difference this likely under no difference is called a tie
+LEVEL = 0.05
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """A - B on one metric over the seeds both have; ``outcome`` is A's: better, worse or tie."""
+    """A - B on one metric over the seeds both have; ``outcome`` is A's: better, worse or tie;
+    ``p_value``: the two-sided paired t-test's (NaN with one seed)."""
 
     mean_diff: float
     sd_diff: float
     n_seeds: int
     outcome: str
+    p_value: float = float("nan")
+
+
+def tie_threshold(n_seeds: int) -> float:
+    """The multiple of the paired sd that |mean difference| must exceed at ``n_seeds`` seeds:
+    t(1 - LEVEL/2, n - 1) / √n (2.48 at 3 seeds)."""
+    return float(stats.t.ppf(1 - LEVEL / 2, n_seeds - 1) / np.sqrt(n_seeds))
 
 
 def primary_metric(metrics: pd.DataFrame) -> str | None:
@@ -52,12 +64,15 @@ def compare(metrics: pd.DataFrame, metric: str, a: str, b: str) -> Comparison:
     if d.size == 0:
         return Comparison(float("nan"), float("nan"), 0, "undefined")
     mean, sd = float(d.mean()), float(d.std(ddof=1)) if d.size > 1 else float("nan")
+    p_value = float("nan")
+    if d.size > 1:
+        p_value = 1.0 if mean == 0 else 0.0 if sd == 0 else float(2 * stats.t.sf(abs(mean) / (sd / np.sqrt(d.size)), d.size - 1))
     sign = 1.0 if METRICS[metric].higher_is_better else -1.0
-    if mean == 0 or (d.size > 1 and abs(mean) <= sd):
+    if mean == 0 or (d.size > 1 and abs(mean) <= tie_threshold(d.size) * sd):
         outcome = "tie"
     else:
         outcome = "better" if sign * mean > 0 else "worse"
-    return Comparison(mean, sd, int(d.size), outcome)
+    return Comparison(mean, sd, int(d.size), outcome, p_value)
 
 
 def ranking(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -108,14 +123,15 @@ def verdict(metrics: pd.DataFrame, metric: str | None = None) -> dict[str, Any]:
             c = compare(metrics, metric, method, bar)
             against_bar[method] = {"mean_diff": c.mean_diff, "sd_diff": c.sd_diff, "outcome": c.outcome}
     below = [m for m in _with(table, "vs_gene_mean", "worse") if m not in BASELINES]  # the bars are not the verdict's subject
-    spread = f"mean ± sd over {n} mask seeds" if n > 1 else "one mask seed: no spread, so no tie could be called"
+    spread = (f"mean ± sd over {n} mask seeds; a difference counts when a paired t-test over the seeds "
+              f"rejects no difference at {LEVEL:g}, two-sided") if n > 1 else "one mask seed: no spread, so no tie could be called"
     lines = [f"Best by {metric} ({direction} is better; {spread}): {winner['method']}, "
              f"{_num(winner['mean'])}{'' if n < 2 else ' ± ' + _num(winner['sd'])}."]
     for base, m in margins.items():
         lines.append(f"  against {base}: {_signed(m['mean_diff'])}"
                      f"{'' if n < 2 else ' ± ' + _num(m['sd_diff'])} ({_OUTCOME[m['outcome']]}).")
     if tied:
-        lines.append(f"  tied with it (within the seed spread): {', '.join(tied)}.")
+        lines.append(f"  tied with it (no difference at that level): {', '.join(tied)}.")
     if against_bar:
         bar_row = table.loc[table["method"] == bar].iloc[0]
         lines.append(f"The bar, the best of the floors that ran ({', '.join(floors)}): {bar}, {_num(bar_row['mean'])}"

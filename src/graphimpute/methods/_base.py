@@ -88,13 +88,16 @@ class ImputeResult:
 
     ``history``: the training history (train.History.to_dict()), empty for methods that do not train.
     ``info``: provenance the method wants recorded (graph fallbacks, genes left as observed, ...).
-    ``varp``/``obsm``: extra results saved with the output (e.g. GraphSCI's learned gene graph)."""
+    ``varp``/``obsm``: extra results saved with the output (e.g. GraphSCI's learned gene graph).
+    ``layers``: more cells x genes results on the output's scale, by suffix (graphMCV's interval:
+    ``lower``, ``upper``), written next to the imputed layer as ``<imputed key>_<suffix>``."""
 
     imputed: np.ndarray
     history: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     varp: dict[str, Any] = field(default_factory=dict)
     obsm: dict[str, Any] = field(default_factory=dict)
+    layers: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 ImputeFn = Callable[..., ImputeResult]  # impute(adata, params: dict, ctx: RunContext) -> ImputeResult

@@ -127,3 +127,87 @@ def shrinkage(name: str, adata, prior_of, params, ctx):
     info = {"own_weight": weight, "own_weight_grid": [float(a) for a in OWN_WEIGHT_GRID],
             "own_weight_val_poisson": losses, "validation_molecules": float(val.sum())}
     return blend(prior_of(counts), counts, weight), info
+
+
+
+
+def prior_error(prior: np.ndarray, val: sp.csr_matrix, *, depth_ratio: np.ndarray, chunk: int = 2048,
+                ) -> tuple[float, float]:
+    """How far the profile ``prior`` (rows sum to 1, from the input without ``val``) is from each entry's
+    own rate, measured on the held-back molecules ``val`` (which it never saw): a squared relative error
+    per entry of c0 + c / μ (μ = prior x the cell's library at the depth it is used at; c0 the spread
+    of the rates around the prior, c / μ the noise of an estimate from μ molecules). Returns (c0, c).
+
+    With m = prior x the cell's val library and val ~ Poisson(λ_val), e = (val - m)² - val has mean
+    (λ_val - m)², so E[e] = c0 m² + c r m (r = ``depth_ratio``: the cell's val library / the library the
+    prior is used at). Weighted least squares over every entry (weights 1 / Var(e) under Poisson,
+    1 / (m + 2m²)), both terms ≥ 0. Pooled over genes because it has to be: at 10% of the molecules
+    one gene's error is far below its Poisson noise (per-gene fits were mostly 0 on simulations)."""
+    val = sp.csr_matrix(val)
+    n = val.shape[0]
+    lib = library(val)
+    xtx, xte = np.zeros((2, 2)), np.zeros(2)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        m = np.asarray(prior[start:stop], dtype=np.float64) * lib[start:stop, None]
+        y = val[start:stop].toarray()
+        e = (y - m) ** 2 - y
+        w = 1.0 / (m + 2 * m**2 + 1e-12)
+        features = (m**2, m * depth_ratio[start:stop, None])
+        for a, fa in enumerate(features):
+            xte[a] += (w * fa * e).sum()
+            for b, fb in enumerate(features):
+                xtx[a, b] += (w * fa * fb).sum()
+    return _non_negative_two(xtx, xte)
+
+
+def _non_negative_two(xtx: np.ndarray, xte: np.ndarray) -> tuple[float, float]:
+    """argmin ||X c - e||² over c ≥ 0 for two coefficients, from the normal equations: the free
+    solution if both are ≥ 0, else the best fit with one of them at 0."""
+    free = np.linalg.lstsq(xtx, xte, rcond=None)[0]
+    if (free >= 0).all():
+        return float(free[0]), float(free[1])
+    candidates = [(max(xte[0] / xtx[0, 0], 0.0), 0.0) if xtx[0, 0] > 0 else (0.0, 0.0),
+                  (0.0, max(xte[1] / xtx[1, 1], 0.0)) if xtx[1, 1] > 0 else (0.0, 0.0)]
+    def residual(c):  # ||X c - e||² up to a constant
+        c = np.asarray(c)
+        return float(c @ xtx @ c - 2 * c @ xte)
+    best = min(candidates, key=residual)
+    return float(best[0]), float(best[1])
+
+
+# log10 of the Gamma(s, 1) shapes at which ``gamma_quantile`` tabulates the quantiles
+_SHAPES = np.linspace(-8.0, 8.0, 1601)
+
+
+def gamma_quantile(shape: np.ndarray, tail: float) -> np.ndarray:
+    """The ``tail`` quantile of Gamma(shape, 1), interpolated (log shape, log quantile) in a table of
+    exact values: the same to ~1e-4 relative, at the cost of an interpolation per entry instead of an
+    inverse incomplete gamma function (20M of them at 10,000 cells x 2,000 genes)."""
+    from scipy.special import gammaincinv
+
+    table = np.log(np.maximum(gammaincinv(10.0**_SHAPES, tail), 1e-300))
+    log_shape = np.log10(np.clip(shape, 10.0**_SHAPES[0], 10.0**_SHAPES[-1]))
+    return np.exp(np.interp(log_shape, _SHAPES, table)).astype(np.float32)
+
+
+def rate_interval(prior_mean: np.ndarray, counts: sp.csr_matrix, spread_error: float, noise_error: float,
+                  level: float, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``level`` interval of each entry's rate: its posterior given the count x and a Gamma
+    prior of mean μ (``prior_mean``, dense cells x genes expected counts) and squared relative error
+    v = c0 + c / μ (``prior_error``), i.e. shape k = 1/v and rate k/μ; the posterior is Gamma(k + x,
+    rate k/μ + 1). Dense float32 (lower, upper); an entry with μ = 0 gets [0, 0]."""
+    counts = sp.csr_matrix(counts)
+    n, g = counts.shape
+    lower, upper = np.empty((n, g), np.float32), np.empty((n, g), np.float32)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        mu = np.maximum(np.asarray(prior_mean[start:stop], dtype=np.float64), 1e-12)
+        k = 1.0 / (spread_error + noise_error / mu + 1e-12)
+        rate = k / mu + 1.0
+        shape = k + counts[start:stop].toarray()
+        for out, tail in ((lower, (1 - level) / 2), (upper, (1 + level) / 2)):
+            out[start:stop] = gamma_quantile(shape, tail) / rate
+    lower[prior_mean <= 0] = 0.0
+    upper[prior_mean <= 0] = 0.0
+    return lower, upper

@@ -42,14 +42,21 @@ Steps (counts X, cells x genes, raw integers; sparse stays sparse, the dense inp
    the network's profile, and it beats the same shrinkage towards gene_mean's profile or the neighbour
    average (the ``shrink_*`` floors) on 6 of 8 datasets (``bench/results/shrinkage_floor_summary.md``);
 7. inference on all of X (same basis P): output = rho'_i * L_i (L_i = the cell's library), dense
-   float32 expected counts on the input's count scale; a cell with an empty library gets 0.
+   float32 expected counts on the input's count scale; a cell with an empty library gets 0;
+8. with ``interval`` = a level in (0, 1) (0: off, the default): the central interval of each entry's
+   own rate at that level, as layers ``imputed_lower`` and ``imputed_upper``. The error of the blend
+   as an estimate of the rate is measured on ``val`` like the calibration (moments of val minus its
+   expectation given rest, the Poisson part removed: a squared relative error 1/θ_g per gene), and the
+   interval is that of λ ~ Gamma(shape θ_g, mean = the output). Its coverage of the simulated rates:
+   ``bench/results/graphmcv_interval.md``.
 
 Ablations (registered parameters, docs/methods.md): ``graph=false`` (no neighbour input: an
 MCV-trained autoencoder), ``molecular_split=false`` (target = the input itself: trained to reproduce
 its input), ``architecture=knn_average`` (the neighbour average as its only layer: rho = (1 - w) x the
 mean neighbour profile + w x the mean profile, w learned by the same loss).
 
-Reads ``adata.X`` only; writes nothing to ``adata``.
+Reads ``adata.X`` only; writes nothing to ``adata`` (the runner writes ``layers['imputed']`` and, with
+``interval``, ``layers['imputed_lower']``/``['imputed_upper']``).
 
 This module is the registry entry (defaults, their ranges); its code, ``methods/_impl/graphmcv.py``,
 is imported only when the method runs (it needs torch).
@@ -57,7 +64,7 @@ is imported only when the method runs (it needs torch).
 
 from __future__ import annotations
 
-from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, Method, Range, implemented_in
+from graphimpute.methods._base import COUNT, FRACTION, NON_NEGATIVE, POSITIVE, RATE, Method, Range, implemented_in
 
 NAME = "graphmcv"
 
@@ -81,12 +88,14 @@ DEFAULTS = {
     "max_epochs": 300,
     "patience": 5,
     "max_memory_gb": 64.0,
+    "interval": 0.0,
 }
 
 RANGES = {
     "hidden": COUNT, "latent": COUNT, "n_neighbors": COUNT, "n_pcs": Range(2), "input_pcs": NON_NEGATIVE, "hops": Range(1, 2),
     "split_fraction": FRACTION, "validation_fraction": FRACTION, "batch_size": COUNT, "lr": POSITIVE,
     "weight_decay": NON_NEGATIVE, "max_epochs": COUNT, "patience": COUNT, "max_memory_gb": POSITIVE,
+    "interval": RATE,
 }
 
 

@@ -18,8 +18,8 @@ from graphimpute import graphs, train
 from graphimpute.errors import GraphImputeError
 from graphimpute.methods._base import ImputeResult
 from graphimpute.methods._common import no_depth, run_fingerprint, train_config
-from graphimpute.methods._shrinkage import (OWN_WEIGHT_GRID, blend, choose_own_weight, integer_counts, library,
-                                             profiles, thin)
+from graphimpute.methods._shrinkage import (OWN_WEIGHT_GRID, blend, choose_own_weight, integer_counts,
+                                             library, prior_error, profiles, rate_interval, thin)
 from graphimpute.monitor import require_memory
 
 log = logging.getLogger(__name__)
@@ -179,14 +179,14 @@ def propagate(operator: sp.csr_matrix, values, hops: int, chunk: int = 4096) -> 
 
 
 def estimate_memory_gb(n_cells: int, n_genes: int, nnz: int, *, hops: int, hidden: int, latent: int,
-                       batch_size: int, inputs: int | None = None) -> float:
+                       batch_size: int, inputs: int | None = None, extra_layers: int = 0) -> float:
     """Peak memory in GiB: the dense features ((1 + hops) x cells x inputs float32; inputs = the
     basis' size, or genes unprojected), the dense output and the kNN/PCA step's dense cells x genes
-    float32 copy for the scaling; the sparse counts and their splits (~8 CSR copies of the non-zeros,
+    float32 copy for the scaling (and ``extra_layers`` more cells x genes outputs: the interval); the sparse counts and their splits (~8 CSR copies of the non-zeros,
     8 bytes each); a batch's dense tensors with activations and gradients (~12 x batch x genes); the
     weights with gradients, two Adam moments and a best copy; ~0.3 GiB of libraries."""
     inputs = n_genes if inputs is None else inputs
-    dense = 4 * n_cells * (inputs * (hops + 1) + 2 * n_genes)
+    dense = 4 * n_cells * (inputs * (hops + 1) + (2 + extra_layers) * n_genes)
     sparse = 8 * 8 * nnz
     batch = 4 * 12 * min(batch_size, n_cells) * n_genes
     weights = 4 * 5 * (inputs * hidden * (1 + hops) + hidden * latent + latent * n_genes)
@@ -348,7 +348,8 @@ def impute(adata, params, ctx) -> ImputeResult:
     knn_only = params["architecture"] == "knn_average"
     n_inputs = g if knn_only or not params["input_pcs"] else min(params["input_pcs"], g)
     require_memory(estimate_memory_gb(n, g, counts.nnz, hops=max(hops, 1), hidden=params["hidden"],
-                                      latent=params["latent"], batch_size=params["batch_size"], inputs=n_inputs),
+                                      latent=params["latent"], batch_size=params["batch_size"], inputs=n_inputs,
+                                      extra_layers=3 if params["interval"] else 0),
                    limit_gb=params["max_memory_gb"], device=device, what=f"{NAME} on {n} cells x {g} genes",
                    advice="use fewer genes (--n-top-genes) or cells, or raise max_memory_gb")
 
@@ -415,11 +416,17 @@ def impute(adata, params, ctx) -> ImputeResult:
                         train_data=train_batches, val_data=val_batches)
 
     # 6. the weight of the cell's own counts, measured at the inference depth on the held-back molecules
-    own_weight = 0.0
-    if params["calibrate"]:
+    # and, for the interval, the network's error as a prior of each entry's rate, measured the same way
+    own_weight, error = 0.0, None
+    if params["calibrate"] or params["interval"]:
         rho_rest = predict_profiles(module, own_rest, neighbour_rest, batch_size=1024, device=device)
-        own_weight, losses = choose_own_weight(rho_rest, profiles(rest), val)
-        info.update(calibration_grid=[float(a) for a in OWN_WEIGHT_GRID], calibration_val_poisson=losses)
+        if params["calibrate"]:
+            own_weight, losses = choose_own_weight(rho_rest, profiles(rest), val)
+            info.update(calibration_grid=[float(a) for a in OWN_WEIGHT_GRID], calibration_val_poisson=losses)
+        if params["interval"]:
+            spread, noise = prior_error(rho_rest, val, depth_ratio=library(val) / np.maximum(library(counts), 1.0))
+            # the noise term's floor: an average over the cell and its neighbours' counts is no better
+            error = spread, max(noise, 1.0 / (params["n_neighbors"] + 1))
         del rho_rest
     info["own_weight"] = own_weight
     del own_rest, neighbour_rest
@@ -427,9 +434,14 @@ def impute(adata, params, ctx) -> ImputeResult:
     # 7. inference on all of the input
     rho = predict_profiles(module, *features(counts), batch_size=1024, device=device)
     lib = library(counts)
+    layers = {}
+    if error is not None:  # 8. the posterior of each entry's rate, its prior the network's profile
+        lower, upper = rate_interval(rho * lib[:, None].astype(np.float32), counts, *error, params["interval"])
+        layers = {"lower": lower, "upper": upper}
+        info["interval"] = {"level": params["interval"], "spread_error": error[0], "noise_error": error[1]}
     rho = blend(rho, counts, own_weight, inplace=True)
     rho[no_depth(lib, NAME)] = 0.0
     if isinstance(module, KNNAverage):
         info["knn_gene_mean_weight"] = float(torch.sigmoid(module.mix).item())
     log.info("%s: best epoch %s of %d, own-count weight %.2f", NAME, history.best_epoch, history.n_epochs, own_weight)
-    return ImputeResult(imputed=rho, history=history.to_dict(), info=info)
+    return ImputeResult(imputed=rho, history=history.to_dict(), info=info, layers=layers)

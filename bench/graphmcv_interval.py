@@ -4,6 +4,8 @@ how often the nominal interval holds each entry's own rate, on simulated counts 
 quintile of the true rate; with the interval's width.
 
     PYTHONPATH=src OMP_NUM_THREADS=2 python bench/graphmcv_interval.py --out bench/results/graphmcv_interval.md
+
+``--min-prior-shape 0`` runs it without the prior-shape floor (``methods._shrinkage.MIN_PRIOR_SHAPE``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from graphimpute import methods
+from graphimpute.methods import _shrinkage
 from graphimpute.methods import RunContext
 from graphimpute.simulate import CELL_RATE, simulate
 
@@ -52,13 +55,16 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", type=int, default=1500)
     parser.add_argument("--genes", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--min-prior-shape", type=float, default=_shrinkage.MIN_PRIOR_SHAPE)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    _shrinkage.MIN_PRIOR_SHAPE = args.min_prior_shape
     rows = [coverage_row(label, settings, level=args.level, cells=args.cells, genes=args.genes, seed=args.seed)
             for label, settings in SCENARIOS]
     lines = [f"# graphMCV's interval: coverage of the simulated rates", "",
              f"Written by `bench/graphmcv_interval.py` ({args.cells} cells x {args.genes} genes, 5 types, simulation "
-             f"and method seed {args.seed}, graphMCV's defaults with `interval={args.level:g}`). Coverage: the share of "
+             f"and method seed {args.seed}, graphMCV's defaults with `interval={args.level:g}`, prior shapes "
+             f"floored at {args.min_prior_shape:g}). Coverage: the share of "
              "entries whose own rate (`layers['cell_rate']`) lies inside the interval; nominal "
              f"{args.level:g}. Width: the median of (upper - lower) / the imputed value. Error fit: c0 and c of the "
              "squared relative error c0 + c / μ that the method measured on its held-back molecules.", "",

@@ -41,7 +41,8 @@ from graphmcv_scale import resample  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ["cells", "run", "n_obs", "status", "exit_code", "wall_s", "cpu_s", "peak_rss_mb", "memory_estimate_gb", "epochs",
-          "epoch_s", "steps_per_epoch", "default_max_epochs", "params", "threads", "load_before", "date", "message"]
+          "epoch_s", "steps_per_epoch", "default_max_epochs", "params", "threads", "load_before", "date", "message",
+          "method_start_rss_mb"]
 STEPS = ("qc", "normalise", "graph")
 # one history per model, several models per run: no projection from a median epoch
 SEVERAL_MODELS = ("cnnimpute",)
@@ -58,6 +59,8 @@ def method_record(path: Path) -> dict:
     out = {}
     if "memory_estimate_gb" in info:
         out["memory_estimate_gb"] = round(float(info["memory_estimate_gb"]), 3)
+    if record.get("memory_before_mb"):  # the process's RSS when the method began: what its estimate leaves out
+        out["method_start_rss_mb"] = round(float(record["memory_before_mb"]), 1)
     if "n_epochs" in history:
         out["epochs"] = int(history["n_epochs"])
     if "steps_per_epoch" in info:  # mini-batch: max_epochs counts optimiser steps (train.schedule_in_steps)
@@ -165,7 +168,10 @@ def markdown(rows: list[dict]) -> str:
                 continue
             text = f"{float(r['wall_s']):.0f} s, {float(r['peak_rss_mb']) / 1024:.2f} GB"
             if r.get("memory_estimate_gb"):
-                text += f" (est. {float(r['memory_estimate_gb']):.2f})"
+                text += f" (est. {float(r['memory_estimate_gb']):.2f}"
+                if r.get("method_start_rss_mb"):  # the method's own part of the peak, what it estimates
+                    text += f"; {(float(r['peak_rss_mb']) - float(r['method_start_rss_mb'])) / 1024:.2f} over its start"
+                text += ")"
             if r.get("epochs"):
                 text += f", {r['epochs']} ep"
             if r.get("params"):

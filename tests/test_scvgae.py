@@ -17,6 +17,7 @@ from graphimpute.errors import DeviceError, GraphImputeError, ResourceError
 from graphimpute.methods import RunContext
 from graphimpute.methods import scvgae
 from graphimpute.methods._impl.scvgae import ScVGAE, scvgae_loss, to_counts
+from graphimpute.methods._impl.scvgae import estimate_memory_gb as scvgae_memory
 from graphimpute.methods.scvgae import GRAPH_KEY
 from graphimpute.nn.gcn import gcn_adjacency
 
@@ -281,3 +282,42 @@ def test_sparse_data_is_imputed_not_refused():
     assert result.info["n_cells_imputed"] >= 0.8 * adata.n_obs
     assert result.info["n_genes_imputed"] >= 10
     assert np.isfinite(result.imputed).all() and (result.imputed >= 0).all()
+
+
+@pytest.mark.parametrize("variational", [False, True])
+def test_steps_compute_the_full_batch_model_and_chunked_inference_equals_it(variational):
+    """In eval, the outputs of any rows with all cells' decoder statistics are the full-batch pass's
+    rows: the step path changes which cells a step scores, not the model."""
+    n, g = 40, 9
+    torch.manual_seed(0)
+    model = ScVGAE(n, g, hidden=8, decoder_hidden=16, variational=variational)
+    x = torch.poisson(torch.full((n, g), 2.0)).sqrt()
+    adj = gcn_adjacency(_ring(n))
+    lx = ScVGAE.propagated_input(x, adj)
+    model.set_input_statistics(x)
+    with torch.no_grad():
+        for parameter in model.parameters():  # BatchNorm affine away from 1 and 0, so per-cell indexing matters
+            parameter.add_(0.1 * torch.randn_like(parameter))
+        model.eval()
+        full = model(x, lx, adj)
+        statistics = model.decoder_statistics(lx, adj, chunk=7)
+        rows = torch.tensor([3, 17, 18, 39])
+        part = model(x, lx, adj, rows=rows, decoder_statistics=statistics)
+    for key in ("x_hat", "mean", "theta", "pi_logits"):
+        torch.testing.assert_close(part[key], full[key][rows], rtol=1e-5, atol=1e-5)
+
+
+def test_above_full_batch_max_cells_it_trains_in_steps_with_the_papers_updates(small_graph):
+    params = _params(max_epochs=6, full_batch_max_cells=100, step_cells=64)
+    result = methods.get("scvgae").impute(small_graph, params, RunContext(progress=False))
+    n = result.info["n_cells_imputed"]
+    steps = -(-n // 64)
+    assert result.info["training"].startswith(f"mini-batch: {steps} steps per epoch")
+    assert result.history["n_epochs"] == -(-6 // steps)  # 6 updates, counted in steps
+    assert np.isfinite(result.imputed).all() and (result.imputed >= 0).all()
+    again = methods.get("scvgae").impute(small_graph, params, RunContext(progress=False)).imputed
+    assert np.array_equal(result.imputed, again)
+    # the estimate in steps counts the step's cells x genes tensors, not every cell's
+    full = scvgae_memory(30_000, 2000, 1_500_000, params)
+    stepped = scvgae_memory(30_000, 2000, 1_500_000, params, step_cells=4096)
+    assert stepped < 8 < full

@@ -52,12 +52,14 @@ def release_free_memory() -> None:
 
 class PeakMemory:
     """Peak memory inside a ``with`` block: the CUDA allocator's peak on a CUDA device, else the
-    process RSS sampled every ``interval`` seconds (so it includes numpy and scipy, not only torch)."""
+    process RSS sampled every ``interval`` seconds (so it includes numpy and scipy, not only torch);
+    ``start_mb``: the RSS when the block began (0 on CUDA), so ``peak_mb - start_mb`` is what the block added."""
 
     def __init__(self, device=None, interval: float = 0.05):
         self.cuda = device is not None and str(device).startswith("cuda")
         self.interval = interval
         self.peak_mb = 0.0
+        self.start_mb = 0.0
         self.wall_s = 0.0
         self._stop = threading.Event()
 
@@ -69,7 +71,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
         else:
             release_free_memory()
-            self.peak_mb = rss_mb()
+            self.peak_mb = self.start_mb = rss_mb()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self

@@ -69,6 +69,7 @@ def impute_adata(adata, entry: methods.Method, params: Mapping[str, Any], ctx: R
         "method": entry.name, "params": dict(params), "seed": ctx.seed,
         "device": history.get("device", "cpu"), "versions": software_versions(entry),
         "wall_time_s": usage.wall_s, "peak_memory_mb": max(usage.peak_mb, history.get("peak_memory_mb", 0.0)),
+        "memory_before_mb": usage.start_mb,
         "history": history, "info": result.info, "nondefault_params": nondefault_params(entry, params),
     }
     return imputed, provenance

@@ -42,6 +42,10 @@ DEFAULTS = {
     "kl_weight": 1e-4,
     "logvar_clamp": 10.0,
     "max_memory_gb": 8.0,  # GiB: refuse before training above this estimate
+    # above this many cells (after the detection filters) training runs in steps of step_cells random
+    # cells, max_epochs counted in optimiser steps (this project's; the paper trains the full matrix)
+    "full_batch_max_cells": 10_000,
+    "step_cells": 4096,
 }
 
 
@@ -49,7 +53,7 @@ RANGES = {
     "min_gene_fraction": RATE, "min_cell_fraction": RATE, "target_sum": POSITIVE, "hidden": COUNT,
     "decoder_hidden": COUNT, "encoder_dropout": RATE, "decoder_dropout": RATE, "alpha": UNIT, "lr": POSITIVE,
     "max_epochs": COUNT, "logit_clamp": POSITIVE, "kl_weight": NON_NEGATIVE, "logvar_clamp": POSITIVE,
-    "max_memory_gb": POSITIVE,
+    "max_memory_gb": POSITIVE, "full_batch_max_cells": COUNT, "step_cells": COUNT,
 }
 
 

@@ -267,9 +267,66 @@ def test_progress_says_how_many_networks_are_left_and_their_least_time(caplog):
     missing[labels == 0, :3] = True  # 3 target genes: 2 blocks of 2
     missing[labels == 1, 3:5] = True  # 2 target genes: 1 block
     missing[labels == 2, :] = True
-    progress = TrainingProgress(labels, missing, {"n_targets": 2, "patience": 5, "max_epochs": 150})
-    assert (progress.networks, progress.cells_left) == (3, 20 * 2 + 30)
+    # a network's epoch is its cluster's 90% training split, or 90% of epoch_cells above that: 18 cells
+    progress = TrainingProgress(labels, missing, {"n_targets": 2, "patience": 5, "max_epochs": 150,
+                                                  "val_fraction": 0.1, "epoch_cells": 20})
+    assert (progress.networks, progress.cells_left) == (3, 18 * 2 + 18)
     with caplog.at_level("INFO", logger="graphimpute.methods._impl.cnnimpute"):
-        # 20 cells x 5 epochs in 100 s: 1 s per cell and epoch; 50 cells left x at least 6 epochs = 5 min
-        progress.done(20, SimpleNamespace(wall_time_s=100.0, n_epochs=5))
-    assert "1 of 3 networks trained in 100 s; the rest need at least 5 min" in caplog.text
+        # 18 cells x 5 epochs in 90 s: 1 s per cell and epoch; 36 cells left x at least 6 epochs = 3.6 min
+        progress.done(18, SimpleNamespace(wall_time_s=90.0, n_epochs=5))
+    assert "1 of 3 networks trained in 90 s; the rest need at least 4 min" in caplog.text
+
+
+def _block_inputs(n_cells, seed=0):
+    rng = np.random.default_rng(seed)
+    lognorm = rng.random((n_cells, 9)).astype(np.float32)
+    missing = np.zeros((n_cells, 9), dtype=bool)
+    missing[:, :4] = rng.random((n_cells, 4)) < 0.3
+    return lognorm, missing
+
+
+def test_a_cluster_above_epoch_cells_trains_epochs_of_that_size(monkeypatch):
+    # 400 cells, epochs of 100: 90 training cells per epoch (batches 32, 32, 26), not the split's 360;
+    # at or below epoch_cells (and with 0) an epoch is the whole training split, as the paper
+    import graphimpute.methods._impl.cnnimpute as impl
+
+    seen, masked_mse = [], impl.masked_mse
+
+    def counting_loss(module, batch):
+        if module.training:
+            seen.append(batch[0].shape[0])
+        return masked_mse(module, batch)
+
+    monkeypatch.setattr(impl, "masked_mse", counting_loss)
+    params = {**resolve_params(get("cnnimpute")), "trim_padding": True, "max_epochs": 2, "n_targets": 4,
+              "hidden": 16, "epoch_cells": 100}
+    lognorm, missing = _block_inputs(400)
+    pred, history = fit_block(lognorm, missing, np.arange(4), np.arange(4, 9), params=params,
+                              device=torch.device("cpu"), ctx=RunContext(progress=False), name="c0_b0")
+    assert pred.shape == (400, 4) and history.n_epochs == 2
+    assert seen == [32, 32, 26] * 2
+    assert impl.epoch_size(400, params) == 90
+    assert impl.epoch_size(100, params) == impl.epoch_size(400, {**params, "epoch_cells": 0}) - 270 == 90
+    seen.clear()
+    fit_block(lognorm, missing, np.arange(4), np.arange(4, 9), params={**params, "epoch_cells": 0},
+              device=torch.device("cpu"), ctx=RunContext(progress=False), name="c0_b0")
+    assert sum(seen) == 2 * 360
+
+
+FINGERPRINT = {"data": "test", "method": "cnnimpute", "seed": 0, "version": "test", "params": {}}
+
+
+def test_a_resumed_network_draws_the_epochs_an_uninterrupted_one_does(tmp_path):
+    # each epoch's cells and batch order come from a generator saved in the checkpoint
+    params = {**resolve_params(get("cnnimpute")), "trim_padding": True, "n_targets": 4, "hidden": 16,
+              "epoch_cells": 100, "patience": 50}
+    lognorm, missing = _block_inputs(400, seed=1)
+
+    def run(workdir, epochs, resume=False):
+        ctx = RunContext(progress=False, workdir=workdir, checkpoint_every=1, resume=resume)
+        return fit_block(lognorm, missing, np.arange(4), np.arange(4, 9), params={**params, "max_epochs": epochs},
+                         device=torch.device("cpu"), ctx=ctx, name="c0_b0", fingerprint=FINGERPRINT)[0]
+
+    full = run(tmp_path / "full", 4)
+    run(tmp_path / "cut", 2)
+    np.testing.assert_array_equal(run(tmp_path / "cut", 4, resume=True), full)

@@ -49,6 +49,7 @@ METHOD = Method(
         # network and training
         "filters": 16, "kernel_size": 3, "hidden": 1024, "dropout": 0.3,
         "lr": 1e-4, "batch_size": 32, "max_epochs": 150, "patience": 5, "val_fraction": 0.1,
+        "epoch_cells": 4096,  # a larger cluster's epoch is this many of its cells, drawn afresh (0: all, the paper)
         "max_memory_gb": 16.0,  # GiB: refuse before any work above this estimate (this project)
     },
     ranges={
@@ -57,7 +58,8 @@ METHOD = Method(
         "adp_n_bandwidths": COUNT, "em_max_iter": COUNT, "em_tol": POSITIVE, "dropout_threshold": FRACTION,
         "n_targets": COUNT, "n_inputs_per_target": COUNT, "input_gene_threshold": UNIT, "filters": COUNT,
         "kernel_size": COUNT, "hidden": COUNT, "dropout": RATE, "lr": POSITIVE, "batch_size": COUNT,
-        "max_epochs": COUNT, "patience": COUNT, "val_fraction": FRACTION, "max_memory_gb": POSITIVE,
+        "max_epochs": COUNT, "patience": COUNT, "val_fraction": FRACTION, "epoch_cells": Range(0),
+        "max_memory_gb": POSITIVE,
     },
     trains=True,
 )

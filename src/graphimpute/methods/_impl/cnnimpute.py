@@ -102,7 +102,7 @@ def impute(adata, params, ctx) -> ImputeResult:
             imputed[cells[rows], targets[cols]] = np.expm1(pred[rows, cols].astype(np.float64)) / scale[cells[rows]]
             log.info("cnnImpute %s: %d cells, %d targets, %d inputs, %d epochs (best %s), %.1f s", f"cluster{c}_block{b}",
                      cells.size, targets.size, inputs.size, history.n_epochs, history.best_epoch, history.wall_time_s)
-            progress.done(cells.size, history)
+            progress.done(epoch_size(cells.size, params), history)
             epochs += [{"cluster": c, "block": b, "epoch": i + 1, **row} for i, row in enumerate(history.epochs)]
             train_time, peak_mb = train_time + history.wall_time_s, max(peak_mb, history.peak_memory_mb)
             models.append({"cluster": c, "block": b, "n_cells": int(cells.size), "n_targets": int(targets.size),
@@ -132,7 +132,7 @@ class TrainingProgress:
         blocks = [len(target_blocks(missing[labels == c], params["n_targets"])) if sizes[c] >= MIN_CLUSTER_CELLS
                   else 0 for c in range(sizes.size)]
         self.networks = int(sum(blocks))
-        self.cells_left = float(sum(int(sizes[c]) * blocks[c] for c in range(sizes.size)))
+        self.cells_left = float(sum(epoch_size(int(sizes[c]), params) * blocks[c] for c in range(sizes.size)))
         self.least_epochs = min(params["patience"] + 1, params["max_epochs"])
         self.trained, self.seconds, self.cell_epochs = 0, 0.0, 0.0
 
@@ -371,6 +371,19 @@ def masked_mse(module: nn.Module, batch) -> dict[str, torch.Tensor]:
     return {"loss": err.sum() / observed.sum().clamp(min=1.0)}
 
 
+def epoch_size(n_cells: int, params) -> int:
+    """Training cells in one epoch of a network on a cluster of ``n_cells``: all of its training split
+    (the paper), or ``(1 - val_fraction) x epoch_cells`` when the cluster is larger than ``epoch_cells``.
+    Why: early stopping counts epochs, so on a cluster of 30,000 cells the paper's patience of 5 epochs
+    is ~4,700 updates without improvement, and 16 networks of such epochs need hours on a CPU; epochs of
+    a fixed size keep patience and ``max_epochs`` to the updates they mean at the paper's sizes, while
+    each epoch draws its cells afresh from the whole training split."""
+    fit = n_cells - max(1, int(round(params["val_fraction"] * n_cells)))
+    if not params["epoch_cells"] or n_cells <= params["epoch_cells"]:
+        return fit
+    return min(fit, max(1, int(round((1 - params["val_fraction"]) * params["epoch_cells"]))))
+
+
 def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name, fingerprint=None):
     """Train one model for one (cluster, block) and predict the block for every cell of the cluster."""
     n_targets, n_inputs = params["n_targets"], params["n_targets"] * params["n_inputs_per_target"]
@@ -385,10 +398,13 @@ def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name, f
     observed = np.zeros((n, n_targets), dtype=np.float32)
     observed[:, :targets.size] = ~missing[:, targets]
     seed = int(np.random.SeedSequence([ctx.seed, *map(ord, name)]).generate_state(1)[0])
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # the split, then each epoch's cells and batches (in every checkpoint)
     order = rng.permutation(n)
     n_val = max(1, int(round(params["val_fraction"] * n)))
     val, fit = order[:n_val], order[n_val:]
+    per_epoch = epoch_size(n, params)
+    if per_epoch < fit.size:  # an epoch of a large cluster: per_epoch of its training cells, validated on a
+        val = val[:max(1, int(round(params["val_fraction"] * params["epoch_cells"])))]  # fixed share of its own
     tensors = [torch.from_numpy(a).to(device) for a in (x, y, observed)]
     train_set = [t[torch.from_numpy(fit).to(device)] for t in tensors]
     val_set = [t[torch.from_numpy(val).to(device)] for t in tensors]
@@ -396,16 +412,15 @@ def fit_block(lognorm, missing, targets, inputs, *, params, device, ctx, name, f
     module = CnnImputeNet(n_inputs=n_inputs, n_targets=n_targets, filters=params["filters"],
                           kernel_size=params["kernel_size"], hidden=params["hidden"],
                           dropout=params["dropout"]).to(device)
-    shuffle = torch.Generator().manual_seed(seed)
     batch = params["batch_size"]
 
-    def train_batches():
-        perm = torch.randperm(fit.size, generator=shuffle).to(device)
-        for i in range(0, fit.size, batch):
+    def train_batches():  # every training cell once per epoch, or per_epoch of them drawn afresh
+        perm = torch.from_numpy(rng.permutation(fit.size)[:per_epoch]).to(device)
+        for i in range(0, per_epoch, batch):
             yield [t[perm[i:i + batch]] for t in train_set]
 
     config = train_config(ctx, "cnnimpute", fingerprint, part=name, max_epochs=params["max_epochs"], lr=params["lr"],
-                          patience=params["patience"], fused_adam=True,
+                          patience=params["patience"], fused_adam=True, generators=(rng,),
                           restore_best=False)  # Keras EarlyStopping without restore_best_weights: the last epoch's
     history = train.fit(module, masked_mse, config=config, device=device, train_data=train_batches,
                         val_data=lambda: [val_set])

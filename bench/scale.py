@@ -19,7 +19,8 @@ back from its output next to it, with its epochs.
 The TSV has one row per (cells, run); re-running with the same ``--results`` adds or replaces rows,
 so sizes and methods can be measured in separate sessions. The markdown table and the growth
 exponents (least-squares slope of log time and log peak memory against log cells) are rebuilt from
-the whole TSV.
+the whole TSV. Each method's time is also given as a multiple of the MAGIC row at the same size in the
+same TSV (the reference of the same run when the two were measured together).
 """
 
 from __future__ import annotations
@@ -184,6 +185,9 @@ def markdown(rows: list[dict]) -> str:
                     most = int(r["default_max_epochs"])
                     epochs = math.ceil(most / max(int(r.get("steps_per_epoch") or 1), 1))
                     text += f" → ≤ {float(r['epoch_s']) * epochs / 60:.3g} min of epochs at max_epochs {most}"
+            magic = by.get((n, "magic"))
+            if run not in (*STEPS, "magic") and magic is not None and magic["status"] == "ok":
+                text += f", {float(r['wall_s']) / float(magic['wall_s']):.2g}x MAGIC"  # the same run's reference
             if run == "qc" and r.get("n_obs"):
                 text += f", {int(r['n_obs']):,} cells kept"
             if r["status"] != "ok":

@@ -14,7 +14,9 @@ Steps (paper "Methods"; details the paper leaves open follow the official code, 
    duplicates removed, zero-padded to 2,560; padded targets are masked.
 5. Conv1D(16,3)-ReLU-maxpool-BatchNorm x 2, dropout 0.3, Dense 1024 ReLU, Dense 512 (ReLU, as the
    official code); MSE over observed targets; Adam 1e-4, batch 32, <= 150 epochs, early stop after 5
-   epochs without validation improvement; 90/10 cell split; one model per (cluster, block).
+   epochs without validation improvement; 90/10 cell split; one model per (cluster, block). On a
+   cluster above ``epoch_cells`` (4,096) cells an epoch is that many cells drawn afresh (not the paper,
+   docs/methods.md): an epoch of 30,000 cells would make patience ~4,700 updates.
 6. Missing entries get the prediction, back to counts: expm1(pred) x library / 10^6. Every other entry
    keeps its observed count.
 
